@@ -1,0 +1,3 @@
+from .vision_transformer_head import VisionTransformerClsHead, predictions_from_logits
+
+__all__ = ['VisionTransformerClsHead', 'predictions_from_logits']

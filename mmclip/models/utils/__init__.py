@@ -1,0 +1,7 @@
+from .embed import PatchEmbed, resize_pos_embed
+from .transformer import FFN, DropPath, MultiheadAttention, TransformerEncoderLayer
+
+__all__ = [
+    'PatchEmbed', 'resize_pos_embed', 'FFN', 'DropPath', 'MultiheadAttention',
+    'TransformerEncoderLayer'
+]

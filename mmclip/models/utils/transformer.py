@@ -1,0 +1,121 @@
+"""Pre-LN transformer encoder blocks, with state-dict names of the published checkpoints.
+
+One layer is ``x = x + attn(ln1(x)); x = x + ffn(ln2(x))`` (pre-norm, as in CLIP and timm's
+``Block``). The submodule names (``ln1``, ``attn.qkv``, ``attn.proj``, ``ln2``,
+``ffn.layers.0.0``, ``ffn.layers.1``) are those of the published ``.pth`` files.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero a sample's residual branch with probability ``drop_prob``."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class MultiheadAttention(nn.Module):
+    """Self-attention over tokens [B, N, C] through ``F.scaled_dot_product_attention``.
+
+    Args:
+        embed_dims: C.
+        num_heads: heads; C must divide by it.
+        attn_drop: dropout on attention weights (training only).
+        proj_drop: dropout after the output projection.
+        qkv_bias: bias in the fused qkv Linear (CLIP: True).
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 attn_drop: float = 0.0,
+                 proj_drop: float = 0.0,
+                 qkv_bias: bool = True) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
+                             f'num_heads ({num_heads}).')
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        # [B, N, 3C] -> 3 x [B, heads, N, C/heads]
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(
+            2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        x = x.transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class FFN(nn.Module):
+    """Linear -> GELU (erf, not CLIP's QuickGELU: the fine-tuned weights use erf) -> Linear.
+
+    ``layers.0`` = (fc1, act, dropout), ``layers.1`` = fc2, ``layers.2`` = dropout, which
+    gives the published keys ``ffn.layers.0.0.*`` and ``ffn.layers.1.*``.
+    """
+
+    def __init__(self, embed_dims: int, feedforward_channels: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(embed_dims, feedforward_channels), nn.GELU(), nn.Dropout(drop)),
+            nn.Linear(feedforward_channels, embed_dims),
+            nn.Dropout(drop),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class TransformerEncoderLayer(nn.Module):
+    """One pre-LN block on tokens [B, N, C].
+
+    Args:
+        embed_dims: C.
+        num_heads: attention heads.
+        feedforward_channels: hidden width of the FFN.
+        drop_rate: dropout after attention projection and in the FFN.
+        attn_drop_rate: dropout on attention weights.
+        drop_path_rate: stochastic-depth probability of both residual branches.
+        layer_norm_eps: LayerNorm eps (CLIP: 1e-5; a ViT default of 1e-6 changes logits).
+        qkv_bias: bias in the qkv projection.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 feedforward_channels: int,
+                 drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0,
+                 layer_norm_eps: float = 1e-5,
+                 qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(embed_dims, eps=layer_norm_eps)
+        self.attn = MultiheadAttention(embed_dims, num_heads, attn_drop_rate, drop_rate, qkv_bias)
+        self.ln2 = nn.LayerNorm(embed_dims, eps=layer_norm_eps)
+        self.ffn = FFN(embed_dims, feedforward_channels, drop_rate)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.ln1(x)))
+        return x + self.drop_path(self.ffn(self.ln2(x)))

@@ -1,0 +1,3 @@
+from .data_sample import DataSample, format_label
+
+__all__ = ['DataSample', 'format_label']

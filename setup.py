@@ -1,0 +1,62 @@
+"""mmclip installation.
+
+``pip install -e .`` brings everything needed to import and run; ``.[tests]`` adds pytest
+and timm (timm is used only by tests and the checkpoint converter's --verify).
+"""
+import os
+import subprocess
+import sys
+
+from setuptools import find_packages, setup
+
+
+def read_version() -> str:
+    scope: dict = {}
+    with open(os.path.join(os.path.dirname(__file__), 'mmclip', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+def mmcv_requirement() -> str:
+    """``mmcv-lite`` (no compiled ops) unless a full ``mmcv`` is already installed.
+
+    Both distributions provide the ``mmcv`` package, so installing mmcv-lite over a full
+    mmcv would overwrite its compiled ops. pip builds this file in an isolated
+    environment, so ask the target interpreter itself, with the build's path cleared.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'PYTHONNOUSERSITE')}
+    probe = ('import importlib.metadata as m\n'
+             'try:\n    print(m.version("mmcv"))\nexcept m.PackageNotFoundError:\n    pass')
+    try:
+        found = subprocess.run([sys.executable, '-c', probe], env=env, capture_output=True,
+                               text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        found = ''
+    return 'mmcv>=2.0.0,<2.3.0' if found else 'mmcv-lite>=2.0.0,<2.3.0'
+
+
+setup(
+    name='mmclip',
+    version=read_version(),
+    description='CLIP ViT-B/16 and ViT-B/32 ImageNet-1k classifiers, OpenMMLab style',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'demo')),
+    include_package_data=True,
+    package_data={'mmclip': ['.mim/**/*', '.mim/*']},
+    install_requires=[
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'mmengine>=0.10.3,<0.11',
+        mmcv_requirement(),
+        'numpy',
+        'pillow>=9.1',
+        'safetensors>=0.4',
+    ],
+    extras_require={
+        'tests': ['pytest>=7', 'timm>=1.0.9'],
+    },
+    zip_safe=False,
+)
