@@ -1,15 +1,8 @@
-# ImageNet-1k at 224 px with CLIP's normalisation (not ImageNet's): the images are
-# loaded as uint8 BGR and normalised on the model's device by ClsDataPreprocessor.
+# ImageNet-1k at 224 px. Images leave the pipeline as uint8 BGR; the model's
+# ClsDataPreprocessor normalises them on the device with the mean / std the leaf config
+# states (CLIP's, not ImageNet's, for the CLIP checkpoints).
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
-
-data_preprocessor = dict(
-    num_classes=1000,
-    # OpenAI CLIP mean / std, times 255, in RGB order.
-    mean=[122.770938, 116.7460125, 104.09373615],
-    std=[68.5005327, 66.6321579, 70.32316305],
-    to_rgb=True,
-)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
