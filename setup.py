@@ -4,6 +4,7 @@
 and timm (timm is used only by tests and the checkpoint converter's --verify).
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -35,6 +36,26 @@ def mmcv_requirement() -> str:
     return 'mmcv>=2.0.0,<2.3.0' if found else 'mmcv-lite>=2.0.0,<2.3.0'
 
 
+def add_mim_extension() -> None:
+    """Copy ``configs/`` and ``model-index.yml`` into ``mmclip/.mim`` for the wheel.
+
+    An installed wheel has no source tree: ``mmclip.apis.model_index_path`` finds the
+    model zoo in this copy (a source checkout or editable install reads the originals).
+    Without ``model-index.yml`` beside this file (building from an sdist), the
+    ``.mim`` copy shipped in it is used as it is.
+    """
+    root = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.isfile(os.path.join(root, 'model-index.yml')):
+        return
+    mim = os.path.join(root, 'mmclip', '.mim')
+    shutil.rmtree(mim, ignore_errors=True)
+    os.makedirs(mim)
+    shutil.copy(os.path.join(root, 'model-index.yml'), mim)
+    shutil.copytree(os.path.join(root, 'configs'), os.path.join(mim, 'configs'),
+                    ignore=shutil.ignore_patterns('__pycache__'))
+
+
+add_mim_extension()
 setup(
     name='mmclip',
     version=read_version(),

@@ -101,7 +101,8 @@ class VisionTransformer(BaseModule):
         self.drop_after_pos = nn.Dropout(drop_rate)
         self.pre_norm = nn.LayerNorm(C, eps=eps) if pre_norm else nn.Identity()
 
-        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        # Stochastic depth rises linearly over depth (plain floats: builds on 'meta' too).
+        dpr = [drop_path_rate * i / max(self.num_layers - 1, 1) for i in range(self.num_layers)]
         self.layers = nn.ModuleList([
             TransformerEncoderLayer(
                 embed_dims=C,

@@ -1,3 +1,4 @@
+from .batch_augments import CutMix, Mixup, RandomBatchAugment  # noqa: F401
 from .embed import PatchEmbed, resize_pos_embed
 from .transformer import FFN, DropPath, MultiheadAttention, TransformerEncoderLayer
 

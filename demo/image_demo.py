@@ -1,0 +1,55 @@
+"""Classify one image and print the top-k classes.
+
+    python demo/image_demo.py demo/cat.jpg vit-base-p32_clip-laion2b-in12k-pre_3rdparty_in1k
+    python demo/image_demo.py demo/cat.jpg configs/clip/vit-base-p16_pt-64xb64_in1k.py \
+        --pretrained work_dirs/epoch_10.pth --device cuda --topk 5
+
+MODEL is a zoo name (``mmclip.list_models()``; its published weights are downloaded once
+into the torch.hub cache) or a config file with ``--pretrained`` (a path or URL).
+"""
+import argparse
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from mmclip import ImageClassificationInferencer
+from mmclip.utils import PRECISIONS
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Classify an image with an mmclip model.')
+    parser.add_argument('img', help='image file')
+    parser.add_argument('model', help='model-zoo name or config file')
+    parser.add_argument('--pretrained', help='checkpoint path or URL (default: the zoo '
+                        "model's published weights)")
+    parser.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if "
+                        'available)')
+    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument('--topk', type=int, default=5, help='how many classes to print')
+    return parser.parse_args(argv)
+
+
+def ranked_table(scores: np.ndarray, classes: Optional[Sequence[str]], topk: int) -> str:
+    """Rank, class name, class index and score of the ``topk`` best classes."""
+    order = np.argsort(-scores, kind='stable')[:topk]
+    names = [classes[i] if classes else '-' for i in order]
+    width = max(len('class'), *(len(n) for n in names))
+    lines = [f'{"rank":>4}  {"class":<{width}}  {"index":>5}  {"score":>7}']
+    for rank, (index, name) in enumerate(zip(order, names), 1):
+        lines.append(f'{rank:>4}  {name:<{width}}  {index:>5}  {scores[index]:>7.4f}')
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.topk < 1:
+        raise ValueError(f'--topk must be at least 1; got {args.topk}.')
+    inferencer = ImageClassificationInferencer(
+        args.model, pretrained=args.pretrained or True, device=args.device,
+        precision=args.precision)
+    result = inferencer(args.img)[0]
+    print(ranked_table(result['pred_scores'], inferencer.classes, args.topk))
+
+
+if __name__ == '__main__':
+    main()

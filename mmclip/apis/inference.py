@@ -1,0 +1,214 @@
+"""Image classification inference: build once, preprocess with the config's test pipeline.
+
+Inputs may be image paths, numpy arrays (uint8 [H, W], [H, W, 1], [H, W, 3] or
+[H, W, 4]; BGR by default, the OpenMMLab / cv2 convention, or ``channel_order='rgb'``)
+or PIL images (always RGB). Whatever the input, the image reaches the pipeline as the
+uint8 BGR array ``LoadImageFromFile`` would have produced, so a path, the same image as
+an array and as a PIL image give the same prediction.
+"""
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.registry import DefaultScope
+from mmengine.utils import ProgressBar
+from PIL import Image
+from torch import nn
+
+from mmclip.registry import INFERENCERS, TRANSFORMS
+from mmclip.utils import autocast_context, check_precision, maybe_compile
+from .model_zoo import ModelSpec, Pretrained, get_model
+
+ImageType = Union[str, os.PathLike, np.ndarray, Image.Image]
+CHANNEL_ORDERS = ('bgr', 'rgb')
+
+
+def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray:
+    """uint8 [H, W(, 1|3|4)] in ``channel_order`` -> contiguous uint8 [H, W, 3] BGR.
+
+    Gray is repeated over three channels and alpha dropped, as PIL's ``convert('RGB')``
+    does for files.
+    """
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (
+            img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        raise ValueError(f'Input {index}: expected a uint8 array of shape [H, W], [H, W, 1], '
+                         f'[H, W, 3] or [H, W, 4]; got {img.dtype} {img.shape}.')
+    if img.ndim == 2 or img.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(img.reshape(*img.shape[:2], 1), 3, axis=2))
+    img = img[..., :3]
+    return np.ascontiguousarray(img if channel_order == 'bgr' else img[..., ::-1])
+
+
+def _default_device(model: Union[ModelSpec, nn.Module]) -> str:
+    if isinstance(model, nn.Module):
+        return str(next(model.parameters()).device)
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+@INFERENCERS.register_module()
+class ImageClassificationInferencer:
+    """Classify images with a model that is built (and its weights loaded) once.
+
+    Args:
+        model: a zoo name, a config path, a ``Config``, or a model returned by
+            ``get_model`` (it carries its config as ``model.cfg``; it is put in eval mode).
+        pretrained: as for ``get_model``; ``True`` (the zoo weights) by default. Ignored
+            when ``model`` is already built.
+        device: default: a built model's own device; otherwise ``'cuda'`` when
+            available, else ``'cpu'``.
+        precision: ``'fp32'``, ``'bf16'`` or ``'fp16'`` (CUDA only): autocast of the
+            forward pass (``mmclip.utils.autocast_context``).
+        compile: ``torch.compile`` the model (the first batch of each shape is slow).
+        classes: class names, default those of ``model.dataset_meta``.
+        **overrides: model-config overrides passed to ``get_model``.
+
+    Calling it returns one dict per image, in input order: ``pred_label`` (int),
+    ``pred_score`` (float, the top softmax score), ``pred_class`` (its class name, or
+    None when the model has no class names) and ``pred_scores`` (float32 [num_classes]).
+    """
+
+    def __init__(self,
+                 model: Union[ModelSpec, nn.Module],
+                 pretrained: Pretrained = True,
+                 device: Optional[str] = None,
+                 precision: str = 'fp32',
+                 compile: bool = False,
+                 classes: Optional[Sequence[str]] = None,
+                 **overrides) -> None:
+        if isinstance(model, nn.Module) and not hasattr(model, 'cfg'):
+            raise ValueError('A built model must come from mmclip.get_model (it carries its '
+                             'config as model.cfg); or pass a name or a config.')
+        device = device or _default_device(model)
+        check_precision(precision, device)
+        if isinstance(model, nn.Module):
+            self.model = model.to(device).eval()
+        else:
+            self.model = get_model(model, pretrained=pretrained, device=device, **overrides)
+        self.device, self.precision = device, precision
+        self.classes = tuple(classes) if classes is not None else (
+            getattr(self.model, 'dataset_meta', {}).get('classes'))
+        self._forward = maybe_compile(self.model, compile)
+        self._file_pipeline, self._array_pipeline = self._build_pipelines(self.model.cfg)
+
+    @staticmethod
+    def _build_pipelines(cfg) -> tuple:
+        """The test pipeline, and the same without ``LoadImageFromFile`` for arrays."""
+        steps = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
+        steps = steps or cfg.get('test_pipeline')
+        if not steps:
+            raise ValueError('The config has no test pipeline (test_dataloader.dataset.pipeline '
+                             'or test_pipeline); the inferencer preprocesses with it.')
+        if steps[0].get('type') != 'LoadImageFromFile':
+            raise ValueError(f'The test pipeline must start with LoadImageFromFile; it starts '
+                             f'with {steps[0].get("type")!r}.')
+        with DefaultScope.overwrite_default_scope('mmclip'):
+            transforms = [TRANSFORMS.build(step) for step in steps]
+        return Compose(transforms), Compose(transforms[1:])
+
+    def _prepare(self, image: ImageType, channel_order: str, index: int) -> dict:
+        if isinstance(image, (str, os.PathLike)):
+            return self._file_pipeline(dict(img_path=os.fspath(image)))
+        if isinstance(image, Image.Image):
+            image, channel_order = np.asarray(image.convert('RGB')), 'rgb'
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f'Input {index}: expected a path, a numpy array or a PIL image; '
+                            f'got {type(image).__name__}.')
+        img = _array_to_bgr(image, channel_order, index)
+        return self._array_pipeline(dict(img=img, img_shape=img.shape[:2],
+                                         ori_shape=img.shape[:2]))
+
+    @torch.no_grad()
+    def _scores(self, batch: List[dict]) -> np.ndarray:
+        """Pipeline outputs -> softmax scores, float32 [B, num_classes]."""
+        data = self.model.data_preprocessor(pseudo_collate(batch), False)
+        with autocast_context(self.device, self.precision):
+            logits = self._forward(data['inputs'])
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def _result(self, scores: np.ndarray) -> Dict[str, Any]:
+        label = int(scores.argmax())
+        return dict(pred_label=label,
+                    pred_score=float(scores[label]),
+                    pred_class=self.classes[label] if self.classes else None,
+                    pred_scores=scores)
+
+    def __call__(self,
+                 inputs: Union[ImageType, Sequence[ImageType]],
+                 batch_size: int = 1,
+                 channel_order: str = 'bgr',
+                 show_progress: bool = True) -> List[Dict[str, Any]]:
+        """Classify one image or a list of images (run ``batch_size`` at a time).
+
+        Args:
+            inputs: a path, array or PIL image, or a list of them.
+            batch_size: images per forward pass.
+            channel_order: channel order of numpy array inputs, ``'bgr'`` or ``'rgb'``.
+            show_progress: a progress bar when there is more than one batch.
+
+        Returns:
+            A list with one result dict per image, in input order.
+        """
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f'channel_order must be one of {CHANNEL_ORDERS}; '
+                             f'got {channel_order!r}.')
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f'batch_size must be a positive int; got {batch_size!r}.')
+        images = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        starts = range(0, len(images), batch_size)
+        bar = ProgressBar(len(images)) if show_progress and len(starts) > 1 else None
+        results = []
+        for start in starts:
+            chunk = images[start:start + batch_size]
+            batch = [self._prepare(img, channel_order, start + i) for i, img in enumerate(chunk)]
+            results += [self._result(row) for row in self._scores(batch)]
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.file.write('\n')
+        return results
+
+
+_LAST_INFERENCER: Dict[tuple, ImageClassificationInferencer] = {}
+
+
+def _cache_key(model, pretrained, device, precision, compile) -> Optional[tuple]:
+    """A key for models named by a string or path; built models and Configs get none."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    if isinstance(pretrained, os.PathLike):
+        pretrained = os.fspath(pretrained)
+    return os.fspath(model), pretrained, device, precision, compile
+
+
+def inference_model(model: Union[ModelSpec, nn.Module],
+                    images: Union[ImageType, Sequence[ImageType]],
+                    pretrained: Pretrained = True,
+                    device: Optional[str] = None,
+                    batch_size: int = 1,
+                    channel_order: str = 'bgr',
+                    precision: str = 'fp32',
+                    compile: bool = False) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+    """Classify ``images`` with ``model``: one result dict, or a list for a list.
+
+    ``model`` is a zoo name, a config path, a Config or a model from ``get_model``.
+    Repeated calls with the same model name or config path (and the same options) reuse
+    the model built by the first call instead of building and loading it again. For
+    more control, keep an ``ImageClassificationInferencer``.
+
+    Example::
+
+        result = inference_model('vit-base-p32_clip-laion2b-in12k-pre_3rdparty_in1k',
+                                 'demo/cat.jpg')
+        result['pred_class'], result['pred_score']
+    """
+    key = _cache_key(model, pretrained, device, precision, compile)
+    inferencer = _LAST_INFERENCER.get(key) if key is not None else None
+    if inferencer is None:
+        inferencer = ImageClassificationInferencer(model, pretrained, device, precision, compile)
+        _LAST_INFERENCER.clear()  # keep at most one model alive
+        if key is not None:
+            _LAST_INFERENCER[key] = inferencer
+    results = inferencer(images, batch_size=batch_size, channel_order=channel_order)
+    return results if isinstance(images, (list, tuple)) else results[0]

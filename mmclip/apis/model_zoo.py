@@ -1,0 +1,192 @@
+"""The model zoo: names from ``model-index.yml`` -> configs, weights and built models.
+
+The index is read from the source checkout (``<repo>/model-index.yml``, so an editable
+install sees edits at once) or, in an installed wheel, from the copy that ``setup.py``
+puts in ``mmclip/.mim``.
+"""
+import copy
+import difflib
+import fnmatch
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from mmclip.checkpoint import load_checkpoint
+from mmclip.registry import MODELS
+from .categories import imagenet_categories
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+ModelSpec = Union[str, os.PathLike, Config]
+Pretrained = Union[bool, str, os.PathLike, None]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One ``Models`` entry of a metafile.
+
+    Attributes:
+        name: the model name (``vit-base-p32_clip-openai-pre_3rdparty_in1k``).
+        config: absolute path of its config file.
+        weights: the published checkpoint URL.
+        sources: where ``pretrained=True`` looks, in order: ``weights``, then the
+            original timm weights on the Hugging Face hub (converted when loaded).
+        metadata: the metafile entry as parsed (Params, FLOPs, Results, ...).
+    """
+    name: str
+    config: str
+    weights: Optional[str]
+    sources: Tuple[str, ...]
+    metadata: dict
+
+
+def model_index_path() -> Path:
+    """``model-index.yml`` of the source checkout, else of the installed package."""
+    checkout = _PACKAGE_DIR.parent
+    candidates = [checkout / 'model-index.yml', _PACKAGE_DIR / '.mim' / 'model-index.yml']
+    if not (checkout / 'configs').is_dir():
+        candidates.pop(0)  # site-packages: never pick up a stray file beside the package
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f'mmclip cannot find its model index; looked for {[str(p) for p in candidates]}. '
+        f'Reinstall mmclip (pip install -e . from a checkout, or the wheel).')
+
+
+def _model_info(entry: dict, root: Path) -> ModelInfo:
+    converted = entry.get('Converted From') or {}
+    sources = tuple(url for url in (entry.get('Weights'), converted.get('Weights')) if url)
+    return ModelInfo(name=entry['Name'], config=str(root / entry['Config']),
+                     weights=entry.get('Weights'), sources=sources, metadata=entry)
+
+
+@lru_cache(maxsize=1)
+def _zoo() -> Dict[str, ModelInfo]:
+    import yaml  # only when the zoo is first used
+    index = model_index_path()
+    root = index.parent
+    zoo: Dict[str, ModelInfo] = {}
+    for metafile in yaml.safe_load(index.read_text())['Import']:
+        for entry in yaml.safe_load((root / metafile).read_text())['Models']:
+            if entry['Name'] in zoo:
+                raise ValueError(f'Model {entry["Name"]!r} is listed twice ({metafile}).')
+            zoo[entry['Name']] = _model_info(entry, root)
+    return zoo
+
+
+def list_models(pattern: Optional[str] = None) -> List[str]:
+    """Sorted zoo model names, optionally filtered by a shell-style wildcard pattern.
+
+    Example: ``list_models('*p16*384px')``.
+    """
+    names = sorted(_zoo())
+    return names if pattern is None else fnmatch.filter(names, pattern)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The zoo entry of ``name``; ``ValueError`` with the closest names if unknown."""
+    zoo = _zoo()
+    if name not in zoo:
+        close = difflib.get_close_matches(name, list(zoo), n=3, cutoff=0.5)
+        hint = f' Did you mean {close}?' if close else ''
+        raise ValueError(f'{name!r} is neither a model-zoo name nor a config file.{hint} '
+                         f'See mmclip.list_models() for the {len(zoo)} names.')
+    return zoo[name]
+
+
+def _resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
+    if isinstance(model, Config):
+        return copy.deepcopy(model), None
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f'model must be a zoo name, a config path or a Config; '
+                        f'got {type(model).__name__}.')
+    path = os.fspath(model)
+    if path.endswith('.py'):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'Config file {path} does not exist.')
+        return Config.fromfile(path), None
+    info = get_model_info(path)
+    return Config.fromfile(info.config), info
+
+
+def _weight_sources(pretrained: Pretrained, info: Optional[ModelInfo], model: ModelSpec
+                    ) -> Tuple[str, ...]:
+    if pretrained is None or pretrained is False:
+        return ()
+    if pretrained is True:
+        if info is None or not info.sources:
+            raise ValueError(f'pretrained=True needs a model-zoo name with published weights; '
+                             f'{model!r} is not one. Pass pretrained=<path or URL>, or see '
+                             f'mmclip.list_models().')
+        return info.sources
+    if isinstance(pretrained, (str, os.PathLike)):
+        return (os.fspath(pretrained),)
+    raise ValueError(f'pretrained must be False, True, a path or a URL; got {pretrained!r}.')
+
+
+def _merged(base: Mapping, overrides: Mapping) -> ConfigDict:
+    """``base`` with ``overrides`` merged in: dicts into dicts, anything else replaces
+    (so ``arch='b'`` can become ``arch=dict(embed_dims=...)``)."""
+    merged = ConfigDict(copy.deepcopy(dict(base)))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _class_names(checkpoint, num_classes: Optional[int]) -> Optional[Tuple[str, ...]]:
+    """Class names saved by training (``meta.dataset_meta.classes``), else ImageNet's
+    for a 1000-class head, else None."""
+    meta = checkpoint.get('meta', {}) if isinstance(checkpoint, Mapping) else {}
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    if classes is not None:
+        return tuple(classes)
+    return imagenet_categories() if num_classes == 1000 else None
+
+
+def get_model(model: ModelSpec,
+              pretrained: Pretrained = False,
+              device: Optional[str] = None,
+              mirrors: Optional[Mapping[str, str]] = None,
+              **overrides) -> nn.Module:
+    """Build a model from the zoo, a config file or a Config, optionally with weights.
+
+    Args:
+        model: a zoo name (see ``list_models``), a ``.py`` config path or a ``Config``
+            (deep-copied, never changed).
+        pretrained: ``False`` (randomly initialised), ``True`` (the zoo weights: the
+            published URL, then the original timm weights on the Hugging Face hub), or a
+            local path / URL of a checkpoint (mmclip, mmpretrain or timm format).
+        device: where to put the model (default: stays on the CPU).
+        mirrors: URL prefix -> mirror prefix or local folder, merged over the
+            ``MMCLIP_MIRRORS`` environment variable.
+        **overrides: merged into the config's ``model`` dict, e.g.
+            ``head=dict(num_classes=10)``.
+
+    Returns:
+        The model in eval mode, with ``model.cfg`` (the full config it was built from)
+        and ``model.dataset_meta`` (``classes``: class names or None).
+    """
+    cfg, info = _resolve_config(model)
+    sources = _weight_sources(pretrained, info, model)
+    cfg.model = _merged(cfg.model, overrides)
+    # As mmengine's Runner does: the top-level data_preprocessor is the model's.
+    if cfg.get('data_preprocessor') is not None:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    with DefaultScope.overwrite_default_scope('mmclip'):
+        net = MODELS.build(cfg.model)
+    checkpoint = load_checkpoint(net, sources, mirrors=mirrors) if sources else {}
+    num_classes = cfg.model.get('head', {}).get('num_classes')
+    net.cfg = cfg
+    net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes))
+    if device is not None:
+        net.to(device)
+    return net.eval()

@@ -1,0 +1,9 @@
+from .formatting import PackInputs
+from .loading import ImageReadError, LoadImageFromFile, read_rgb
+from .processing import (CenterCrop, CropPctResize, RandomFlip, RandomResizedCrop,
+                         ResizeEdge, edge_resize_shape)
+
+__all__ = [
+    'PackInputs', 'ImageReadError', 'LoadImageFromFile', 'read_rgb', 'CenterCrop',
+    'CropPctResize', 'RandomFlip', 'RandomResizedCrop', 'ResizeEdge', 'edge_resize_shape'
+]

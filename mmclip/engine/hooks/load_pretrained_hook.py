@@ -1,0 +1,128 @@
+"""Start fine-tuning from pre-trained weights, unless the run resumes.
+
+Why a hook and not ``load_from``: ``tools/train.py --resume`` (auto) clears ``load_from``
+so that a re-submitted job continues from its own latest checkpoint; a first submission
+with ``--resume`` would then silently train from random weights. This hook loads the
+pre-trained weights right before the first iteration, and only when the Runner has not
+loaded a checkpoint itself (``--resume`` / ``load_from``), so one command line serves the
+first submission and every re-submission after a preemption.
+"""
+import logging
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from torch import nn
+
+from mmclip.checkpoint import StateDictMismatchError, extract_state_dict, load_checkpoint
+from mmclip.registry import HOOKS
+
+HEAD_PREFIX = 'head.'
+
+
+def _head_mismatches(state_dict: Mapping[str, torch.Tensor],
+                     model_state: Mapping[str, torch.Tensor]) -> Dict[str, List[str]]:
+    """Keys that do not fit, split into those under ``head.`` and all others.
+
+    ``*pos_embed`` of another shape is not a mismatch: the loader resamples it.
+    """
+    problems: Dict[str, List[str]] = dict(head=[], other=[])
+    for key in sorted(set(state_dict) | set(model_state)):
+        if key not in model_state:
+            text = f'{key}: only in the checkpoint {tuple(state_dict[key].shape)}'
+        elif key not in state_dict:
+            text = f'{key}: only in the model {tuple(model_state[key].shape)}'
+        elif state_dict[key].shape != model_state[key].shape and not key.endswith('pos_embed'):
+            text = (f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
+                    f'{tuple(model_state[key].shape)}')
+        else:
+            continue
+        problems['head' if key.startswith(HEAD_PREFIX) else 'other'].append(text)
+    return problems
+
+
+def load_pretrained(model: nn.Module,
+                    source: Union[str, Sequence[str]],
+                    drop_mismatched_head: bool = True,
+                    mirrors: Optional[Mapping[str, str]] = None,
+                    logger: Union[str, logging.Logger] = 'current') -> List[str]:
+    """Load ``source`` into ``model``, strictly except for a head that does not fit.
+
+    With ``drop_mismatched_head``, checkpoint tensors under ``head.`` whose key or shape
+    the model does not have (a 1000-class head for a 10-class model) are dropped with a
+    logged line, and the model's new head keeps its initialisation; every other key and
+    shape must match (``pos_embed`` of another grid is resampled by the loader).
+
+    Returns:
+        The descriptions of the dropped head tensors (empty if the head fitted).
+
+    Raises:
+        StateDictMismatchError: a mismatch outside the head (or any, without
+            ``drop_mismatched_head``), listing them all.
+    """
+    model = model.module if is_model_wrapper(model) else model
+    if not drop_mismatched_head:
+        load_checkpoint(model, source, strict=True, logger=logger, mirrors=mirrors)
+        return []
+    model_state = model.state_dict()
+    # strict=False loads every tensor that fits; what did not fit is checked below,
+    # and anything outside the head fails the run before its first iteration.
+    checkpoint = load_checkpoint(model, source, strict=False, logger=logger, mirrors=mirrors)
+    problems = _head_mismatches(extract_state_dict(checkpoint), model_state)
+    if problems['other']:
+        raise StateDictMismatchError(
+            f'Pre-trained checkpoint {source} does not match the model outside its head '
+            f'({len(problems["other"])}):\n  ' + '\n  '.join(problems['other']))
+    if problems['head']:
+        print_log(f'Dropped the head of pre-trained checkpoint {source}, which does not fit '
+                  f'the model; the new head keeps its initialisation:\n  ' +
+                  '\n  '.join(problems['head']), logger=logger, level=logging.WARNING)
+    return problems['head']
+
+
+@HOOKS.register_module()
+class LoadPretrainedHook(Hook):
+    """Load pre-trained weights before the first training iteration of a fresh run.
+
+    Config (in ``custom_hooks``)::
+
+        dict(type='LoadPretrainedHook', checkpoint='https://.../clip-vit-base-p32_...pth')
+
+    Config keys:
+        checkpoint: a path or http(s) URL (mmclip, mmpretrain or timm keys; see
+            ``mmclip.checkpoint.load_checkpoint``), or several tried in order.
+        drop_mismatched_head: drop a checkpoint head that does not fit the model's
+            (new number of classes) with a logged line, instead of failing. Default True.
+        mirrors: URL prefix -> mirror prefix or local folder, for offline clusters.
+
+    Skipped, with a logged line, when the Runner loaded a checkpoint itself (resume or
+    ``load_from``): those weights already include, or deliberately replace, these.
+    Runs after the model is built, initialised and wrapped, on every rank (the loader
+    downloads a URL once per node); EMA copies the loaded weights at its first update.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self,
+                 checkpoint: Union[str, Sequence[str]],
+                 drop_mismatched_head: bool = True,
+                 mirrors: Optional[Mapping[str, str]] = None) -> None:
+        if not checkpoint:
+            raise ValueError('LoadPretrainedHook needs checkpoint= a path or URL.')
+        self.checkpoint = checkpoint
+        self.drop_mismatched_head = drop_mismatched_head
+        self.mirrors = mirrors
+        self._runner_loaded_checkpoint = False
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._runner_loaded_checkpoint = True
+
+    def before_train(self, runner) -> None:
+        if self._runner_loaded_checkpoint:
+            runner.logger.info(f'LoadPretrainedHook: skipped {self.checkpoint}; the weights '
+                               'come from the checkpoint the run resumed or loaded.')
+            return
+        load_pretrained(runner.model, self.checkpoint, self.drop_mismatched_head,
+                        self.mirrors, runner.logger)

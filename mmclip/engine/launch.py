@@ -1,0 +1,47 @@
+"""Distributed set-up shared by tools/train.py and tools/test.py.
+
+mmengine 0.10.7 assumes CUDA for ``--launcher pytorch``: its launcher calls
+``torch.cuda.set_device`` and its DDP wrapper passes ``device_ids=[LOCAL_RANK]``, both of
+which fail on a CPU-only machine. These helpers use gloo and CPU DDP there, and give every
+collective a finite timeout so that a dead rank ends the job instead of hanging it.
+"""
+import datetime
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+DEFAULT_DIST_TIMEOUT_S = 1800
+
+
+def configure_distributed(cfg: Config) -> None:
+    """Edit ``cfg`` in place for its ``launcher``: a collective timeout (``env_cfg.dist_cfg.
+    timeout``, seconds) always; without CUDA, the gloo backend and CPU DDP.
+
+    Raises:
+        ValueError: a launcher other than 'pytorch' without CUDA.
+    """
+    if cfg.launcher == 'none':
+        return
+    dist_cfg = cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    dist_cfg.setdefault('timeout', DEFAULT_DIST_TIMEOUT_S)
+    if torch.cuda.is_available():
+        return
+    if cfg.launcher != 'pytorch':
+        raise ValueError(f'--launcher {cfg.launcher} needs CUDA; on the CPU use --launcher '
+                         'pytorch (tools/dist_train.sh, tools/dist_test.sh).')
+    dist_cfg.backend = 'gloo'
+    wrapper_cfg = ConfigDict(cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False)))
+    wrapper_cfg.device_ids = None  # CPU modules take no device_ids
+    cfg.model_wrapper_cfg = wrapper_cfg
+
+
+def init_cpu_process_group(cfg: Config) -> None:
+    """Start the gloo process group when there is no CUDA (before building the Runner,
+    which then leaves it as it is)."""
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    if not torch.distributed.is_initialized():
+        timeout = datetime.timedelta(seconds=cfg.env_cfg.dist_cfg.timeout)
+        torch.distributed.init_process_group(backend='gloo', timeout=timeout)

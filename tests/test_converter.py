@@ -1,0 +1,67 @@
+"""tools/model_converters/timm_to_mmclip.py on a real-size ViT-B/32 (random timm weights)."""
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mmclip
+from mmclip.checkpoint import read_checkpoint_file, rename_key
+
+timm = pytest.importorskip('timm')
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / 'tools' / 'model_converters' / 'timm_to_mmclip.py'
+SEED_CONFIG = str(ROOT / 'configs' / 'clip' / 'vit-base-p32_pt-64xb64_in1k.py')
+
+
+def run_tool(*argv: str) -> None:
+    saved = sys.argv
+    sys.argv = [str(TOOL), *argv]
+    try:
+        runpy.run_path(str(TOOL), run_name='__main__')
+    finally:
+        sys.argv = saved
+
+
+def test_converted_and_direct_safetensors_give_timm_logits(tmp_path, capsys):
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    reference = timm.create_model('vit_base_patch32_clip_224', pretrained=False).eval()
+    src = tmp_path / 'model.safetensors'
+    save_file(reference.state_dict(), str(src))
+    dst = tmp_path / 'clip-vit-base-p32.pth'
+
+    run_tool(str(src), str(dst), '--verify')
+
+    out = capsys.readouterr().out
+    converted = read_checkpoint_file(str(dst))
+    assert sorted(converted) == sorted(
+        mmclip.get_model(SEED_CONFIG).state_dict())  # exactly the published keys
+    assert 'published name: clip-vit-base-p32-' in out
+    reported = float(out.split('max |logits difference| = ')[1].split()[0])
+    assert reported <= 1e-4
+
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference(x)
+        from_converted = mmclip.get_model(SEED_CONFIG, pretrained=str(dst))(x)
+        from_timm_file = mmclip.get_model(SEED_CONFIG, pretrained=str(src))(x)
+    assert torch.equal(from_converted, from_timm_file)
+    assert (from_converted - expected).abs().max().item() <= 1e-4
+
+
+def test_bin_to_safetensors_and_bad_input(tmp_path, tiny_config):
+    reference = timm.create_model('vit_base_patch32_clip_224', pretrained=False, img_size=64,
+                                  patch_size=16, embed_dim=64, depth=2, num_heads=2,
+                                  mlp_ratio=2.0, num_classes=10)
+    torch.save(reference.state_dict(), tmp_path / 'pytorch_model.bin')
+    run_tool(str(tmp_path / 'pytorch_model.bin'), str(tmp_path / 'out.safetensors'))
+    converted = read_checkpoint_file(str(tmp_path / 'out.safetensors'))
+    assert len(converted) == len(reference.state_dict())
+    for timm_key, value in reference.state_dict().items():
+        assert torch.equal(converted[rename_key(timm_key)], value), timm_key
+
+    torch.save(converted, tmp_path / 'already_mmclip.pth')
+    with pytest.raises(ValueError, match='already_mmclip.pth is not a timm ViT state dict'):
+        run_tool(str(tmp_path / 'already_mmclip.pth'), str(tmp_path / 'again.pth'))

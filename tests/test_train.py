@@ -1,0 +1,415 @@
+"""tools/train.py end to end on a tiny ViT and a folder dataset built from ../shared/images.
+
+Every run is a real mmengine Runner: loss goes down, a stopped run resumes to exactly the
+state of an uninterrupted one, two CPU processes train through tools/dist_train.sh, a
+10-class fine-tune starts from a 1000-class checkpoint, and the checkpoints load back
+(resume, tools/test.py) under torch's weights_only default.
+"""
+import importlib.util
+import os
+import os.path as osp
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer
+from mmengine.registry import DefaultScope
+from PIL import Image
+
+from mmclip.checkpoint import load_checkpoint
+from mmclip.registry import DATASETS, MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+NUM_CLASSES = 10
+TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+CLIP_MEAN = [122.770938, 116.7460125, 104.09373615]
+CLIP_STD = [68.5005327, 66.6321579, 70.32316305]
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=32, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackInputs'),
+]
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f'tools_{name}', ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_tool = _load_tool('train')
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory, images_dir) -> Path:
+    """``train/class_<i>/<photo>``: the real photos (RGB, gray, RGBA) shrunk to 48 px."""
+    root = tmp_path_factory.mktemp('folder_dataset')
+    photos = sorted(p for p in images_dir.iterdir()
+                    if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+    assert len(photos) >= NUM_CLASSES
+    for i, photo in enumerate(photos):
+        folder = root / 'train' / f'class_{i % NUM_CLASSES}'
+        folder.mkdir(parents=True, exist_ok=True)
+        with Image.open(photo) as img:
+            img.thumbnail((48, 48))
+            img.save(folder / photo.name)
+    return root
+
+
+def tiny_cfg(data_root: Path, name: str, num_classes: int = NUM_CLASSES, max_iters: int = 8,
+             lr: float = 1e-3, checkpoint_interval: int = 4) -> dict:
+    dataset = dict(type='CustomDataset', data_root=str(data_root), data_prefix='train',
+                   pipeline=PIPELINE)
+    return dict(
+        default_scope='mmclip',
+        experiment_name=name,  # one logger / visualizer per run in this process
+        model=dict(
+            type='ImageClassifier',
+            backbone=dict(type='VisionTransformer', arch=TINY_ARCH, img_size=32, patch_size=16,
+                          pre_norm=True, norm_cfg=dict(type='LN', eps=1e-5)),
+            head=dict(type='VisionTransformerClsHead', num_classes=num_classes, in_channels=32)),
+        data_preprocessor=dict(num_classes=num_classes, mean=CLIP_MEAN, std=CLIP_STD, to_rgb=True),
+        train_dataloader=dict(batch_size=4, num_workers=0, dataset=dataset,
+                              sampler=dict(type='InfiniteSampler', shuffle=True)),
+        test_dataloader=dict(batch_size=4, num_workers=0, dataset=dataset,
+                             sampler=dict(type='DefaultSampler', shuffle=False)),
+        test_evaluator=dict(type='Accuracy', topk=(1, )),
+        test_cfg=dict(),
+        optim_wrapper=dict(
+            optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05),
+            constructor='LearningRateDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(layer_decay_rate=0.8), clip_grad=dict(max_norm=1.0)),
+        # Fixed in iterations, so a 4-iteration run follows the 8-iteration schedule.
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
+            dict(type='CosineAnnealingLR', eta_min_ratio=0.01, by_epoch=False, begin=2,
+                 end=max(max_iters, 8)),
+        ],
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        log_processor=dict(by_epoch=False),
+        default_hooks=dict(
+            timer=dict(type='IterTimerHook'),
+            param_scheduler=dict(type='ParamSchedulerHook'),
+            logger=dict(type='LoggerHook', interval=1),
+            checkpoint=dict(type='CheckpointHook', interval=checkpoint_interval,
+                            by_epoch=False)),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        randomness=dict(seed=0),
+    )
+
+
+def write_cfg(cfg: dict, path: Path) -> str:
+    Config(cfg).dump(str(path))
+    return str(path)
+
+
+def build_model(cfg: dict, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model_cfg = dict(cfg['model'], data_preprocessor=cfg['data_preprocessor'])
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model.eval()
+
+
+def fixed_batch(data_root: Path, size: int = 8) -> dict:
+    with DefaultScope.overwrite_default_scope('mmclip'):
+        dataset = DATASETS.build(dict(type='CustomDataset', data_root=str(data_root),
+                                      data_prefix='train', pipeline=PIPELINE))
+    items = [dataset[i] for i in range(size)]
+    return dict(inputs=[x['inputs'] for x in items],
+                data_samples=[x['data_samples'] for x in items])
+
+
+def loss_on(model: torch.nn.Module, batch: dict) -> float:
+    with torch.no_grad():
+        data = model.data_preprocessor(batch, training=False)
+        return model(**data, mode='loss')['loss'].item()
+
+
+def read_log(work_dir: Path) -> str:
+    return '\n'.join(p.read_text() for p in sorted(work_dir.rglob('*.log')))
+
+
+def read_training_checkpoint(path: Path) -> dict:
+    """The whole checkpoint, read as resume reads it: torch.load(weights_only=True) plus
+    mmclip's allow-list (no weights_only=False anywhere)."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    return _load_checkpoint(str(path), map_location='cpu')
+
+
+def test_twenty_iterations_lower_the_loss_on_a_fixed_batch(data_root, tmp_path):
+    cfg = tiny_cfg(data_root, 'loss_goes_down', max_iters=20, lr=1e-2, checkpoint_interval=20)
+    initial = build_model(cfg, seed=0)
+    torch.save({'state_dict': initial.state_dict()}, tmp_path / 'init.pth')
+    cfg['load_from'] = str(tmp_path / 'init.pth')
+    train_tool.main([write_cfg(cfg, tmp_path / 'cfg.py'), '--work-dir', str(tmp_path / 'work')])
+
+    trained = build_model(cfg, seed=1)
+    load_checkpoint(trained, str(tmp_path / 'work' / 'iter_20.pth'), strict=True)
+    batch = fixed_batch(data_root)
+    before, after = loss_on(initial, batch), loss_on(trained, batch)
+    assert after < 0.8 * before, (before, after)
+
+
+def _assert_same_state(a: dict, b: dict, path: str = '') -> None:
+    assert type(a) is type(b) or (isinstance(a, dict) and isinstance(b, dict)), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_same_state(a[key], b[key], f'{path}.{key}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_state(x, y, f'{path}[{i}]')
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+def test_resume_after_four_iterations_equals_eight_uninterrupted(data_root, tmp_path):
+    straight = tiny_cfg(data_root, 'straight')
+    train_tool.main([write_cfg(straight, tmp_path / 'straight.py'),
+                     '--work-dir', str(tmp_path / 'straight')])
+
+    stopped = write_cfg(tiny_cfg(data_root, 'stopped', max_iters=4), tmp_path / 'stopped.py')
+    train_tool.main([stopped, '--work-dir', str(tmp_path / 'resumed')])
+    resumed = write_cfg(tiny_cfg(data_root, 'resumed'), tmp_path / 'resumed.py')
+    train_tool.main([resumed, '--work-dir', str(tmp_path / 'resumed'), '--resume'])
+
+    log = read_log(tmp_path / 'resumed')
+    assert 'resumed' in log.lower()
+    # The second run trained iterations 5..8 only: it resumed, it did not start over.
+    second_run_log = sorted((tmp_path / 'resumed').rglob('*.log'))[-1].read_text()
+    assert sorted(set(map(int, re.findall(r'Iter\(train\) \[\s*(\d+)/8\]', second_run_log)))) \
+        == [5, 6, 7, 8]
+
+    a = read_training_checkpoint(tmp_path / 'straight' / 'iter_8.pth')
+    b = read_training_checkpoint(tmp_path / 'resumed' / 'iter_8.pth')
+    # More than tensors (mmengine's logged-scalar buffers), read with weights_only on.
+    assert isinstance(b['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    assert not os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD')
+    assert a['meta']['iter'] == b['meta']['iter'] == 8
+    _assert_same_state(a['state_dict'], b['state_dict'], 'state_dict')
+    _assert_same_state(a['optimizer'], b['optimizer'], 'optimizer')
+    _assert_same_state(a['param_schedulers'], b['param_schedulers'], 'param_schedulers')
+    lrs = [g['lr'] for g in b['optimizer']['param_groups']]
+    assert len(set(lrs)) > 1, 'layer-wise decay gives the groups different LRs'
+    assert a['state_dict'].keys() and not all(
+        torch.equal(v, w) for v, w in zip(a['state_dict'].values(),
+                                          build_model(straight).state_dict().values()))
+
+
+def test_finetune_ten_classes_from_a_thousand_class_checkpoint(data_root, tmp_path):
+    source = build_model(tiny_cfg(data_root, 'source', num_classes=1000), seed=3)
+    torch.save({'state_dict': source.state_dict()}, tmp_path / 'in1k.pth')
+    # lr 0: the weights after training are exactly the weights that were loaded.
+    cfg = tiny_cfg(data_root, 'finetune', max_iters=2, lr=0.0, checkpoint_interval=2)
+    cfg['custom_hooks'] = [dict(type='LoadPretrainedHook', checkpoint=str(tmp_path / 'in1k.pth'))]
+    path = write_cfg(cfg, tmp_path / 'ft.py')
+    train_tool.main([path, '--work-dir', str(tmp_path / 'work'), '--resume'])
+
+    log = read_log(tmp_path / 'work')
+    assert 'Dropped the head of pre-trained checkpoint' in log
+    assert 'head.layers.head.weight: checkpoint (1000, 32) vs model (10, 32)' in log
+    state = read_training_checkpoint(tmp_path / 'work' / 'iter_2.pth')['state_dict']
+    assert state['head.layers.head.weight'].shape == (NUM_CLASSES, 32)
+    backbone = {k: v for k, v in source.state_dict().items() if k.startswith('backbone.')}
+    _assert_same_state(backbone, {k: state[k] for k in backbone}, 'backbone')
+
+    # Re-submitting the same command continues from the checkpoint, not the zoo weights.
+    cfg.update(experiment_name='finetune_again', train_cfg=dict(by_epoch=False, max_iters=4))
+    path = write_cfg(cfg, tmp_path / 'ft_again.py')
+    train_tool.main([path, '--work-dir', str(tmp_path / 'work'), '--resume'])
+    last_log = sorted((tmp_path / 'work').rglob('*.log'))[-1].read_text()
+    assert 'LoadPretrainedHook' in last_log and 'skip' in last_log.lower()
+    assert (tmp_path / 'work' / 'iter_4.pth').is_file()
+
+
+def test_training_checkpoint_evaluates_with_tools_test(data_root, tmp_path):
+    cfg = tiny_cfg(data_root, 'for_test_py', max_iters=4, lr=3e-3)
+    train_tool.main([write_cfg(cfg, tmp_path / 'cfg.py'), '--work-dir', str(tmp_path / 'work')])
+    checkpoint = tmp_path / 'work' / 'iter_4.pth'
+
+    model = build_model(cfg, seed=5)
+    load_checkpoint(model, str(checkpoint), strict=True)
+    batch = fixed_batch(data_root, size=len(list((data_root / 'train').rglob('*.*'))))
+    with torch.no_grad():
+        data = model.data_preprocessor(batch, training=False)
+        predicted = model(data['inputs']).argmax(1)
+    labels = torch.cat([s.gt_label for s in batch['data_samples']])
+    expected_top1 = 100.0 * (predicted == labels).float().mean().item()
+
+    cfg['experiment_name'] = 'test_py'
+    test_tool = _load_tool('test')
+    metrics = test_tool.run(test_tool.parse_args(
+        [write_cfg(cfg, tmp_path / 'test_cfg.py'), str(checkpoint),
+         '--work-dir', str(tmp_path / 'test_work')]))
+    assert metrics['accuracy/top1'] == pytest.approx(expected_top1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_cpu_training_through_dist_train_sh(data_root, tmp_path):
+    cfg = tiny_cfg(data_root, 'dist', max_iters=2, checkpoint_interval=2)
+    work_dir = tmp_path / 'work'
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        ['bash', str(ROOT / 'tools' / 'dist_train.sh'), write_cfg(cfg, tmp_path / 'cfg.py'), '2',
+         '--work-dir', str(work_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_2.pth']
+    log = read_log(work_dir)
+    # mmengine's environment summary; "GPU number" is its name for the world size.
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log
+    model = build_model(cfg)
+    load_checkpoint(model, str(work_dir / 'iter_2.pth'), strict=True)
+
+
+# ---- the example configs, shrunk to the tiny arch and the photo folder ----------------------
+def shrink_example(name: str, data_root: Path, pretrained: Path, work_dir: Path) -> Config:
+    """``configs/clip/<name>`` with the tiny arch at 32 px on the photo folder, 2 epochs,
+    and ``pretrained`` (a tiny checkpoint) in place of the zoo URL; the recipe (optimizer,
+    layer decay, schedule, augments, loss, hooks) is the config's own."""
+    cfg = Config.fromfile(ROOT / 'configs' / 'clip' / name)
+    cfg.model.backbone.update(arch=TINY_ARCH, img_size=32, patch_size=16)
+    cfg.model.head.in_channels = 32
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        pipeline = [dict(t, **{k: 32 for k in ('scale', 'crop_size') if k in t})
+                    for t in loader.dataset.pipeline]
+        loader.update(batch_size=4, num_workers=0, persistent_workers=False)
+        loader.dataset = dict(type='CustomDataset', data_root=str(data_root),
+                              data_prefix='train', pipeline=pipeline)
+    for hook in cfg.custom_hooks:
+        if hook['type'] == 'LoadPretrainedHook':
+            hook['checkpoint'] = str(pretrained)
+    cfg.train_cfg.max_epochs = 2
+    cfg.default_hooks.logger.interval = 1
+    cfg.update(work_dir=str(work_dir), experiment_name=f'{work_dir.name}_{name}')
+    return cfg
+
+
+def tiny_pretrained(path: Path, num_classes: int = 1000, seed: int = 7) -> dict:
+    cfg = dict(model=dict(
+        type='ImageClassifier',
+        backbone=dict(type='VisionTransformer', arch=TINY_ARCH, img_size=32, patch_size=16,
+                      pre_norm=True),
+        head=dict(type='VisionTransformerClsHead', num_classes=num_classes, in_channels=32)),
+        data_preprocessor=dict())
+    state = build_model(cfg, seed=seed).state_dict()
+    torch.save({'state_dict': state}, path)
+    return state
+
+
+def test_custom_linear_probe_config_trains_only_the_new_head(data_root, tmp_path):
+    pretrained = tiny_pretrained(tmp_path / 'in1k.pth')
+    cfg = shrink_example('vit-base-p32_clip_linear-probe_custom.py', data_root,
+                         tmp_path / 'in1k.pth', tmp_path / 'work')
+    train_tool.main([write_cfg(cfg.to_dict(), tmp_path / 'probe.py')])
+
+    log = read_log(tmp_path / 'work')
+    assert 'head.layers.head.weight: checkpoint (1000, 32) vs model (10, 32)' in log
+    checkpoint = read_training_checkpoint(tmp_path / 'work' / 'epoch_2.pth')
+    state = checkpoint['state_dict']
+    backbone = {k: v for k, v in pretrained.items() if k.startswith('backbone.')}
+    _assert_same_state(backbone, {k: state[k] for k in backbone}, 'frozen backbone')
+    assert len(checkpoint['optimizer']['state']) == 2, 'only the head weight and bias train'
+    assert 'accuracy/top1' in log
+
+
+def test_imagenet_finetune_config_with_mixup_and_ema_resumes(data_root, tmp_path):
+    pretrained = tiny_pretrained(tmp_path / 'in1k.pth')
+    cfg = shrink_example('vit-base-p16_clip-openai-pre_ft-8xb128_in1k.py', data_root,
+                         tmp_path / 'in1k.pth', tmp_path / 'work')
+    assert cfg.data_preprocessor.batch_augments.type == 'RandomBatchAugment'
+    assert any(h['type'] == 'EMAHook' for h in cfg.custom_hooks)
+    # No warm-up and a large LR, so that the raw weights move far from the EMA ones.
+    cfg.param_scheduler[0].start_factor = 1.0
+    cfg.optim_wrapper.optimizer.lr = 1e-2
+    path = write_cfg(cfg.to_dict(), tmp_path / 'ft.py')
+    train_tool.main([path, '--resume'])
+
+    log = read_log(tmp_path / 'work')
+    assert 'Dropped the head' not in log, 'a 1000-class head fits and is kept'
+    checkpoint = read_training_checkpoint(tmp_path / 'work' / 'epoch_2.pth')
+    assert 'ema_state_dict' in checkpoint
+    # state_dict holds the EMA weights (what tools/test.py evaluates), ema_state_dict the
+    # raw ones. EMA's first update copies the weights after step 1 (pretrained + one
+    # AdamW step, at most lr per element); with momentum 1e-4 the next five updates
+    # barely move it, while the raw head takes five more steps.
+    key, lr = 'head.layers.head.weight', 1e-2
+    ema_head = checkpoint['state_dict'][key]
+    raw_head = checkpoint['ema_state_dict'][f'module.{key}']
+    assert (ema_head - pretrained[key]).abs().max() <= 1.05 * lr
+    assert (raw_head - pretrained[key]).abs().max() > 3 * lr
+
+    cfg.train_cfg.max_epochs = 3
+    cfg.experiment_name += '_resumed'
+    train_tool.main([write_cfg(cfg.to_dict(), tmp_path / 'ft_more.py'), '--resume'])
+    last_log = sorted((tmp_path / 'work').rglob('*.log'))[-1].read_text()
+    assert 'resumed' in last_log.lower() and 'LoadPretrainedHook: skipped' in last_log
+    assert read_training_checkpoint(tmp_path / 'work' / 'epoch_3.pth')['meta']['epoch'] == 3
+
+
+def test_command_line_options_edit_a_copy_of_the_config(data_root, tmp_path):
+    cfg = Config(tiny_cfg(data_root, 'options'))
+    original = cfg.to_dict()
+
+    auto = train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--resume']))
+    assert (auto.resume, auto.load_from) == (True, None)
+    assert auto.work_dir == osp.join('./work_dirs', 'cfg')
+    ckpt = tmp_path / 'iter_4.pth'
+    ckpt.write_bytes(b'')
+    given = train_tool.merge_args(cfg, train_tool.parse_args(
+        ['cfg.py', '--resume', str(ckpt), '--work-dir', 'w', '--cfg-options',
+         'train_cfg.max_iters=3']))
+    assert (given.resume, given.load_from, given.work_dir) == (True, str(ckpt), 'w')
+    assert given.train_cfg.max_iters == 3
+
+    scalable = Config(dict(original, auto_scale_lr=dict(base_batch_size=8)))
+    assert train_tool.merge_args(scalable, train_tool.parse_args(
+        ['cfg.py', '--auto-scale-lr'])).auto_scale_lr.enable is True
+    if not torch.cuda.is_available():
+        dist = train_tool.merge_args(cfg, train_tool.parse_args(
+            ['cfg.py', '--launcher', 'pytorch']))
+        assert dist.env_cfg.dist_cfg.backend == 'gloo'
+        assert dist.model_wrapper_cfg.device_ids is None
+        with pytest.raises(ValueError, match='needs a CUDA device'):
+            train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--amp']))
+    assert cfg.to_dict() == original, 'the caller\'s config must not change'
+
+    with pytest.raises(FileNotFoundError, match='no such checkpoint'):
+        train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--resume', 'nope.pth']))
+    with pytest.raises(ValueError, match='base_batch_size'):
+        train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--auto-scale-lr']))
+
+
+def test_load_pretrained_is_strict_outside_the_head(data_root, tmp_path):
+    from mmclip.checkpoint import StateDictMismatchError
+    from mmclip.engine import load_pretrained
+    cfg = tiny_cfg(data_root, 'strict')
+    deeper = dict(cfg['model'], backbone=dict(cfg['model']['backbone'],
+                                              arch=dict(TINY_ARCH, num_layers=3)))
+    torch.save(build_model(dict(cfg, model=deeper)).state_dict(), tmp_path / 'deeper.pth')
+    with pytest.raises(StateDictMismatchError, match=r'backbone\.layers\.2\.'):
+        load_pretrained(build_model(cfg), str(tmp_path / 'deeper.pth'))
+
+    tiny_pretrained(tmp_path / 'in1k.pth')
+    with pytest.raises(StateDictMismatchError, match=r'head\.layers\.head\.weight'):
+        load_pretrained(build_model(cfg), str(tmp_path / 'in1k.pth'), drop_mismatched_head=False)
+    model = build_model(cfg)
+    dropped = load_pretrained(model, str(tmp_path / 'in1k.pth'))
+    assert dropped == ['head.layers.head.bias: checkpoint (1000,) vs model (10,)',
+                       'head.layers.head.weight: checkpoint (1000, 32) vs model (10, 32)']

@@ -1,0 +1,475 @@
+"""Inference speed of a config: model-only, end-to-end from image files, and start-up.
+
+Model-only (default): throughput (images/s, from the median batch time) and latency
+p50 / p90 of one batch of random inputs at the config's resolution, after warm-up::
+
+    python tools/analysis_tools/benchmark.py configs/clip/vit-base-p32_pt-64xb64_in1k.py \\
+        --batch-size 32 --precision fp32 bf16 --compare-timm
+
+``--compare-timm`` builds the matching timm model (``vit_base_patch{16,32}_clip_{224,384,448}``)
+with the SAME weights and times it on the same batch in the same process, alternating
+ours and timm's batches so that load from other processes hits both alike; the ratios
+(ours / timm at the same precision, and ours / timm fp32) are printed. Several
+``--precision`` values are timed in one interleaved run.
+
+End-to-end (``--data DIR``): every image under DIR goes through the config's test
+pipeline in ``--num-workers`` DataLoader workers and the model's ``test_step`` (device-side
+normalisation, predictions). The time is split into the main process waiting for data
+(> 0 means loading starves the model), model time, and the workers' pipeline CPU time.
+
+Start-up (``--startup``): a fresh Python process runs ``tools/test.py``'s own steps (its
+imports, config, Runner, checkpoint load, ``runner.test()``) and times each one up to the
+first predicted batch. Needs ``--checkpoint`` and an ImageNet-layout ``--data`` folder
+(``make_jpeg_folder.py`` writes one)::
+
+    python tools/analysis_tools/benchmark.py CONFIG --startup --checkpoint CKPT --data DIR
+
+``--checkpoint`` loads weights (any format ``mmclip.checkpoint.load_checkpoint`` takes);
+without it the weights are random, which does not change the speed.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader, Dataset
+
+import mmclip  # noqa: F401
+from mmclip.checkpoint import load_checkpoint, rename_key
+from mmclip.registry import MODELS, TRANSFORMS
+from mmclip.utils import PRECISIONS, autocast_context, check_precision, maybe_compile
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+TIMM_SIZES = {16: (224, 384), 32: (224, 384, 448)}  # timm CLIP fine-tunes that exist
+TIMERS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Model-only, end-to-end and start-up speed of a config.')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--checkpoint', help='weights to load (path or URL); default random')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=PRECISIONS,
+                        help='one or more; fp16 needs CUDA')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the models')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--timer', choices=TIMERS, default='wall',
+                        help="'wall' clock, or this process's 'cpu' time (CPU only: with "
+                        "--threads 1 it is the single-core speed, and load from other "
+                        "processes barely changes it)")
+    parser.add_argument('--warmup', type=int, default=3, help='untimed batches per run')
+    parser.add_argument('--iters', type=int, default=10, help='timed batches per run')
+    parser.add_argument('--compare-timm', action='store_true',
+                        help='time the matching timm model with the same weights')
+    parser.add_argument('--data', help='folder of images for the end-to-end run')
+    parser.add_argument('--num-workers', type=int, default=default_num_workers(),
+                        help='DataLoader workers for --data (default: %(default)s)')
+    parser.add_argument('--max-images', type=int, help='stop --data after this many images')
+    parser.add_argument('--startup', action='store_true',
+                        help='time imports, build, checkpoint load and first batch in a '
+                        'fresh process')
+    parser.add_argument('--out', help='write the results to this JSON file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. model.head.num_classes=10')
+    parser.add_argument('--startup-child', action='store_true', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for precision in args.precision:
+        check_precision(precision, args.device)
+    if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
+        parser.error(f'--device {args.device}: no CUDA device is available; use --device cpu')
+    if args.timer == 'cpu' and torch.device(args.device).type != 'cpu':
+        parser.error('--timer cpu measures this process\'s CPU time: use it with --device cpu')
+    if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
+        parser.error('--batch-size and --iters must be >= 1 and --warmup >= 0')
+    if args.data and not Path(args.data).is_dir():
+        parser.error(f'--data {args.data}: not a directory')
+    if args.startup and not (args.checkpoint and args.data):
+        parser.error('--startup runs tools/test.py\'s steps: it needs --checkpoint and --data '
+                     '(an ImageNet-layout folder: val/*.JPEG and meta/val.txt, as '
+                     'make_jpeg_folder.py writes)')
+    return args
+
+
+def default_num_workers() -> int:
+    """One core stays with the main process, which runs the model; at most 8 workers."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+# ---- model building ------------------------------------------------------------------
+def load_config(path: str, cfg_options: Optional[dict]) -> Config:
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    # As mmengine's Runner does: the top-level data_preprocessor is the model's.
+    if 'data_preprocessor' in cfg:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    return cfg
+
+
+def build_model(cfg: Config, checkpoint: Optional[str], device: str) -> torch.nn.Module:
+    model = MODELS.build(cfg.model)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    return model.to(device).eval()
+
+
+def timm_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """The timm CLIP ViT of the same patch size and resolution, with ``model``'s weights.
+
+    Every timm key is renamed with mmclip's conversion table and every mmclip tensor must
+    be consumed, so both models run exactly the same numbers.
+    """
+    import timm  # only here: mmclip does not need timm
+
+    backbone = model.backbone
+    patch, size = backbone.patch_size, backbone.img_size
+    if size not in TIMM_SIZES.get(patch, ()):
+        raise ValueError(f'--compare-timm: timm has no CLIP ViT-B/{patch} at {size} px; '
+                         f'it has {TIMM_SIZES}')
+    name = f'vit_base_patch{patch}_clip_{size}'
+    twin = timm.create_model(name, pretrained=False, num_classes=model.head.num_classes)
+    ours = model.state_dict()
+    names = {key: rename_key(key) for key in twin.state_dict()}
+    missing = sorted(f'{k} -> {v}' for k, v in names.items() if v not in ours)
+    unused = sorted(set(ours) - set(names.values()))
+    if missing or unused:
+        raise ValueError(f'{name} and the config do not match: timm keys without an mmclip '
+                         f'tensor {missing}; mmclip keys timm does not use {unused}')
+    twin.load_state_dict({k: ours[v] for k, v in names.items()}, strict=True)
+    return twin.to(next(model.parameters()).device).eval()
+
+
+# ---- model-only timing -------------------------------------------------------------
+def synchronize(device: str) -> None:
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def forward_fn(model: torch.nn.Module, x: torch.Tensor, device: str,
+               precision: str) -> Callable[[], None]:
+    def run() -> None:
+        with torch.inference_mode(), autocast_context(device, precision):
+            model(x)
+        synchronize(device)
+    return run
+
+
+def time_interleaved(runs: Dict[str, Callable[[], None]], warmup: int, iters: int,
+                     clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
+    """Seconds per batch of each run; the order alternates so drift hits all alike."""
+    names = list(runs)
+    progress = ProgressBar((warmup + iters) * len(names))
+    times = {name: [] for name in names}
+    for i in range(warmup + iters):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            start = clock()
+            runs[name]()
+            if i >= warmup:
+                times[name].append(clock() - start)
+            progress.update()
+    sys.stdout.write('\n')
+    return times
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summarize(seconds: Sequence[float], batch_size: int) -> dict:
+    median = statistics.median(seconds)
+    return dict(images_per_s=batch_size / median, best_images_per_s=batch_size / min(seconds),
+                p50_ms=1e3 * median, p90_ms=1e3 * percentile(seconds, 0.9),
+                batches=len(seconds))
+
+
+def benchmark_model(model: torch.nn.Module, args: argparse.Namespace) -> dict:
+    size = model.backbone.img_size
+    x = torch.randn(args.batch_size, 3, size, size, device=args.device)
+    models = {'mmclip': maybe_compile(model, args.compile)}
+    if args.compare_timm:
+        models['timm'] = maybe_compile(timm_twin(model), args.compile)
+    runs = {f'{name} {precision}': forward_fn(m, x, args.device, precision)
+            for precision in args.precision for name, m in models.items()}
+    times = time_interleaved(runs, args.warmup, args.iters, TIMERS[args.timer])
+    results = {name: summarize(t, args.batch_size) for name, t in times.items()}
+    return dict(results=results, ratios=timm_ratios(times, args.precision))
+
+
+def timm_ratios(times: Dict[str, List[float]], precisions: Sequence[str]) -> Dict[str, dict]:
+    """Throughput of ours / timm at the same precision and ours / timm fp32.
+
+    ``paired_median``: the median over rounds of timm's time / ours in the same round
+    (the two ran back to back, so load from other processes mostly cancels);
+    ``best``: best batch time against best batch time.
+    """
+    ratios = {}
+    for precision in precisions:
+        ours = times[f'mmclip {precision}']
+        for reference in dict.fromkeys([precision, 'fp32']):
+            theirs = times.get(f'timm {reference}')
+            if theirs is not None:
+                ratios[f'mmclip {precision} / timm {reference}'] = dict(
+                    paired_median=statistics.median(t / o for o, t in zip(ours, theirs)),
+                    best=min(theirs) / min(ours))
+    return ratios
+
+
+# ---- end-to-end ------------------------------------------------------------------------
+class TimedImageFolder(Dataset):
+    """Every image file under ``root`` (sorted) through ``pipeline``; no labels.
+
+    ``__getitem__`` returns ``(packed, seconds)``: the pipeline's output and the time it
+    took in the worker, so the loader's CPU cost can be reported apart from waiting.
+    """
+
+    def __init__(self, root: str, pipeline: List[dict], max_images: Optional[int] = None):
+        self.paths = sorted(str(p) for p in Path(root).rglob('*')
+                            if p.suffix.lower() in IMAGE_SUFFIXES)[:max_images]
+        if not self.paths:
+            raise ValueError(f'--data {root}: no image files ({", ".join(IMAGE_SUFFIXES)})')
+        self.pipeline = Compose([TRANSFORMS.build(t) for t in pipeline])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        start = time.perf_counter()
+        packed = self.pipeline(dict(img_path=self.paths[index]))
+        return packed, time.perf_counter() - start
+
+
+def collate_timed(samples: list):
+    packed, seconds = zip(*samples)
+    return pseudo_collate(list(packed)), sum(seconds)
+
+
+def build_loader(cfg: Config, args: argparse.Namespace) -> DataLoader:
+    dataset = TimedImageFolder(args.data, cfg.test_dataloader.dataset.pipeline, args.max_images)
+    on_cuda = torch.device(args.device).type == 'cuda'
+    return DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
+                      collate_fn=collate_timed, pin_memory=on_cuda,
+                      persistent_workers=args.num_workers > 0)
+
+
+@contextmanager
+def stopwatch(totals: Dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    totals[key] += time.perf_counter() - start
+
+
+def benchmark_end_to_end(model: torch.nn.Module, cfg: Config, args: argparse.Namespace,
+                         precision: str) -> dict:
+    """Files -> predictions. The first batch (worker start-up, compile) is reported apart."""
+    loader = build_loader(cfg, args)
+    totals = dict(wait_s=0.0, model_s=0.0, pipeline_cpu_s=0.0)
+    progress = ProgressBar(len(loader.dataset))
+    start = time.perf_counter()
+    batches, first_batch_s, images, labels = iter(loader), None, 0, []
+    while True:
+        with stopwatch(totals, 'wait_s'):
+            batch = next(batches, None)
+        if batch is None:
+            break
+        data, pipeline_s = batch
+        with stopwatch(totals, 'model_s'):
+            with torch.inference_mode(), autocast_context(args.device, precision):
+                predictions = model.test_step(data)
+            synchronize(args.device)
+        labels += [int(p.pred_label) for p in predictions]
+        totals['pipeline_cpu_s'] += pipeline_s
+        images += len(data['inputs'])
+        progress.update(len(data['inputs']))
+        if first_batch_s is None:
+            first_batch_s = time.perf_counter() - start
+            start, images = time.perf_counter(), 0
+            totals = dict.fromkeys(totals, 0.0)
+    sys.stdout.write('\n')
+    wall = time.perf_counter() - start
+    steady = dict(
+        images=images,
+        images_per_s=images / wall if images else float('nan'),
+        wait_fraction=totals['wait_s'] / wall if images else float('nan'),
+        pipeline_ms_per_image=1e3 * totals['pipeline_cpu_s'] / max(images, 1),
+        model_ms_per_image=1e3 * totals['model_s'] / max(images, 1),
+        **totals)
+    return dict(precision=precision, num_workers=args.num_workers,
+                batch_size=args.batch_size, first_batch_s=first_batch_s,
+                total_images=len(loader.dataset), steady=steady, pred_labels=labels)
+
+
+def top1_agreement(runs: List[dict]) -> Dict[str, str]:
+    """How many images each precision labels as the fp32 run does, e.g. '11/12'."""
+    reference = next((r['pred_labels'] for r in runs if r['precision'] == 'fp32'), None)
+    if reference is None:
+        return {}
+    return {r['precision']: f"{sum(a == b for a, b in zip(r['pred_labels'], reference))}"
+                            f'/{len(reference)}'
+            for r in runs if r['precision'] != 'fp32'}
+
+
+# ---- start-up ----------------------------------------------------------------------------
+class _FirstBatchDone(Exception):
+    """Stops ``runner.test()`` once the first batch is predicted."""
+
+
+class FirstBatchTimer(Hook):
+    """Marks when the first test batch has been loaded and when it has been predicted."""
+
+    def __init__(self, mark: Callable[[str], None]) -> None:
+        self.mark = mark
+
+    def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self.mark('test loop, dataset, workers: first batch loaded')
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.mark('first batch predicted')
+        raise _FirstBatchDone
+
+
+def import_test_tool():
+    """``tools/test.py`` as a module (its imports run; its ``main`` does not)."""
+    path = Path(__file__).resolve().parents[1] / 'test.py'
+    spec = importlib.util.spec_from_file_location('mmclip_tools_test', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def startup_child(args: argparse.Namespace) -> dict:
+    """Runs in a fresh process the steps of ``tools/test.py`` up to its first batch.
+
+    Returns the wall-clock time (``time.time()``) after each step; the parent subtracts
+    the time it spawned this process.
+    """
+    marks = {'python, torch, mmengine, mmclip imports': time.time()}
+
+    def mark(step: str) -> None:
+        marks[step] = time.time()
+
+    test_tool = import_test_tool()
+    mark('tools/test.py imports')
+    with tempfile.TemporaryDirectory() as work_dir:
+        test_args = test_tool.parse_args([
+            args.config, args.checkpoint, '--work-dir', work_dir, '--cfg-options',
+            f'test_dataloader.dataset.data_root={args.data}',
+            f'test_dataloader.batch_size={args.batch_size}',
+            f'test_dataloader.num_workers={args.num_workers}'
+        ] + (['--amp'] if args.precision[0] != 'fp32' else []))
+        cfg = test_tool.merge_args(Config.fromfile(args.config), test_args)
+        mark('config')
+        runner = Runner.from_cfg(cfg)
+        mark('Runner: model build, logger, environment info')
+        load_checkpoint(runner.model, args.checkpoint, strict=True, logger=runner.logger)
+        mark('checkpoint load')
+        runner.register_hook(FirstBatchTimer(mark))
+        try:
+            runner.test()
+        except _FirstBatchDone:
+            pass
+    return marks
+
+
+def benchmark_startup(argv: Sequence[str]) -> dict:
+    """Spawns ``benchmark.py --startup-child`` and turns its marks into step times."""
+    child_argv = [a for a in argv if a != '--startup'] + ['--startup-child']
+    spawned = time.time()
+    result = subprocess.run([sys.executable, __file__, *child_argv], capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f'start-up child failed:\n{result.stderr[-4000:]}')
+    marks = json.loads(result.stdout.strip().splitlines()[-1])
+    steps, previous = {}, spawned
+    for step, stamp in marks.items():
+        steps[step] = stamp - previous
+        previous = stamp
+    return dict(steps_s=steps, total_s=previous - spawned)
+
+
+# ---- reporting ---------------------------------------------------------------------------
+def print_model_table(report: dict, args: argparse.Namespace) -> None:
+    print(f'\nmodel-only, batch {args.batch_size}, {args.device}, {args.timer} time, '
+          f'{torch.get_num_threads()} threads, compile={args.compile}, {args.iters} timed '
+          f'batches after {args.warmup} warm-up')
+    print(f'{"run":<16}{"images/s":>10}{"best":>10}{"p50 ms":>10}{"p90 ms":>10}')
+    for name, r in report['results'].items():
+        print(f'{name:<16}{r["images_per_s"]:>10.1f}{r["best_images_per_s"]:>10.1f}'
+              f'{r["p50_ms"]:>10.1f}{r["p90_ms"]:>10.1f}')
+    if report['ratios']:
+        print(f'{"throughput ratio":<30}{"paired median":>15}{"best":>8}')
+    for name, ratio in report['ratios'].items():
+        print(f'{name:<30}{ratio["paired_median"]:>14.2f}x{ratio["best"]:>7.2f}x')
+
+
+def print_end_to_end(report: dict) -> None:
+    s = report['steady']
+    print(f'\nend-to-end {report["precision"]}, batch {report["batch_size"]}, '
+          f'{report["num_workers"]} workers, {report["total_images"]} images: first batch '
+          f'{report["first_batch_s"]:.2f} s', end='')
+    if not s['images']:
+        print('; no images after the first batch: use more images for a throughput')
+        return
+    print(f', then {s["images"]} images at {s["images_per_s"]:.1f} images/s')
+    print(f'  waiting for data {s["wait_s"]:.2f} s ({100 * s["wait_fraction"]:.1f}% of wall), '
+          f'model {s["model_s"]:.2f} s ({s["model_ms_per_image"]:.1f} ms/image), '
+          f'pipeline CPU in workers {s["pipeline_cpu_s"]:.2f} s '
+          f'({s["pipeline_ms_per_image"]:.1f} ms/image)')
+
+
+def print_startup(report: dict) -> None:
+    print('\nstart-up in a fresh process (seconds):')
+    for step, seconds in report['steps_s'].items():
+        print(f'  {step:<45}{seconds:>7.2f}')
+    print(f'  {"total":<45}{report["total_s"]:>7.2f}')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.startup_child:
+        print(json.dumps(startup_child(args)))
+        return
+    report = dict(config=args.config, checkpoint=args.checkpoint, device=args.device,
+                  threads=torch.get_num_threads(), timer=args.timer,
+                  batch_size=args.batch_size, compile=args.compile, torch=torch.__version__)
+    if args.startup:
+        report['startup'] = benchmark_startup(argv)
+        print_startup(report['startup'])
+    else:
+        cfg = load_config(args.config, args.cfg_options)
+        model = build_model(cfg, args.checkpoint, args.device)
+        report['model_only'] = benchmark_model(model, args)
+        print_model_table(report['model_only'], args)
+        if args.data:
+            runs = [benchmark_end_to_end(model, cfg, args, p) for p in args.precision]
+            report['end_to_end'] = runs
+            report['top1_agreement_with_fp32'] = top1_agreement(runs)
+            for run in runs:
+                print_end_to_end(run)
+            for precision, agreed in report['top1_agreement_with_fp32'].items():
+                print(f'top-1 of {precision} equals fp32 on {agreed} images')
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == '__main__':
+    main()
