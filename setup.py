@@ -74,6 +74,7 @@ setup(
         mmcv_requirement(),
         'numpy',
         'pillow>=9.1',
+        'pyyaml',
         'safetensors>=0.4',
     ],
     extras_require={

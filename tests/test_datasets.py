@@ -5,7 +5,7 @@ import pytest
 from mmengine.config import Config
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-from mmclip.datasets import CustomDataset, ImageNet
+from mmclip.datasets import CustomDataset, DatasetLayoutError, ImageNet
 from mmclip.registry import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,21 +52,23 @@ def test_imagenet_with_class_subfolders_uses_sorted_wnids(tmp_path):
 def test_imagenet_with_a_subset_of_class_folders_says_why(tmp_path):
     for wnid in _wnids(10):
         _touch(tmp_path / 'val' / wnid / 'x.JPEG')
-    with pytest.raises(ValueError, match=r'10 subfolder\(s\).*1000 ImageNet-1k class folders'):
+    with pytest.raises(DatasetLayoutError,
+                       match=r'10 subfolder\(s\).*1000 ImageNet-1k class folders'):
         ImageNet(data_root=str(tmp_path), split='val')
 
 
 def test_flat_val_folder_without_annotations_says_which_layouts(tmp_path):
     for i in range(3):
         _touch(tmp_path / 'val' / f'ILSVRC2012_val_{i:08d}.JPEG')
-    with pytest.raises(ValueError, match=r"(?s)has 3 image\(s\) but no class subfolders.*"
+    with pytest.raises(DatasetLayoutError,
+                       match=r"(?s)has 3 image\(s\) but no class subfolders.*"
                        r'one subfolder per class.*meta/val.txt with one'):
         ImageNet(data_root=str(tmp_path), split='val')
 
 
 def test_missing_data_root_names_it(tmp_path):
     missing = tmp_path / 'nowhere'
-    with pytest.raises(FileNotFoundError, match=f"data_root '{missing}' does not exist"):
+    with pytest.raises(DatasetLayoutError, match=f"data_root '{missing}' does not exist"):
         ImageNet(data_root=str(missing), split='val')
 
 
@@ -74,7 +76,8 @@ def test_annotation_line_pointing_to_missing_file_names_the_entry(tmp_path):
     _touch(tmp_path / 'val' / 'a.JPEG')
     (tmp_path / 'meta').mkdir()
     (tmp_path / 'meta' / 'val.txt').write_text('a.JPEG 1\n\ngone.JPEG 2\n')
-    with pytest.raises(FileNotFoundError, match=r'(?s)1 image\(s\) listed.*line 3: .*gone\.JPEG'):
+    with pytest.raises(DatasetLayoutError,
+                       match=r'(?s)1 image\(s\) listed.*line 3: .*gone\.JPEG'):
         ImageNet(data_root=str(tmp_path), split='val')
 
 
@@ -83,7 +86,8 @@ def test_label_out_of_range(tmp_path, label):
     _touch(tmp_path / 'val' / 'a.JPEG')
     (tmp_path / 'meta').mkdir()
     (tmp_path / 'meta' / 'val.txt').write_text(f'a.JPEG {label}\n')
-    with pytest.raises(ValueError, match=rf'line 1: label {label} is out of range.*\[0, 999\]'):
+    with pytest.raises(DatasetLayoutError,
+                       match=rf'line 1: label {label} is out of range.*\[0, 999\]'):
         ImageNet(data_root=str(tmp_path), split='val')
 
 
@@ -91,7 +95,8 @@ def test_malformed_annotation_line(tmp_path):
     _touch(tmp_path / 'val' / 'a.JPEG')
     (tmp_path / 'meta').mkdir()
     (tmp_path / 'meta' / 'val.txt').write_text('a.JPEG\n')
-    with pytest.raises(ValueError, match=r"line 1: expected '<image path> <integer label>'"):
+    with pytest.raises(DatasetLayoutError,
+                       match=r"line 1: expected '<image path> <integer label>'"):
         ImageNet(data_root=str(tmp_path), split='val')
 
 
@@ -110,7 +115,7 @@ def test_custom_dataset_subfolders_and_class_order(tmp_path):
     ordered = CustomDataset(data_root=str(tmp_path), data_prefix='data', classes=['dog', 'cat'])
     assert [(Path(d['img_path']).name, d['gt_label']) for d in ordered.load_data_list()] == [
         ('1.jpg', 0), ('2.jpg', 0), ('3.png', 1)]
-    with pytest.raises(ValueError, match=r"missing folders \['bird'\]"):
+    with pytest.raises(DatasetLayoutError, match=r"missing folders \['bird'\]"):
         CustomDataset(data_root=str(tmp_path), data_prefix='data', classes=['dog', 'cat', 'bird'])
 
 
@@ -124,7 +129,7 @@ def test_custom_dataset_annotation_file_with_class_file(tmp_path):
     assert dataset.metainfo['classes'] == ('zero', 'one')
     assert dataset.get_data_info(0)['gt_label'] == 1
     (tmp_path / 'ann.txt').write_text('x.jpg 2\n')
-    with pytest.raises(ValueError, match=r'label 2 .* \[0, 1\]'):
+    with pytest.raises(DatasetLayoutError, match=r'label 2 .* \[0, 1\]'):
         CustomDataset(data_root=str(tmp_path), data_prefix='imgs', ann_file='ann.txt',
                       classes=str(tmp_path / 'classes.txt'))
 

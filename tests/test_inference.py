@@ -104,6 +104,23 @@ def test_path_bgr_array_rgb_array_and_pil_agree(checkpoint, photos):
             np.testing.assert_array_equal(result['pred_scores'], reference, err_msg=path.name)
 
 
+def test_sixteen_bit_path_and_pil_agree(checkpoint, photos, tmp_path):
+    config, weights = checkpoint
+    inferencer = ImageClassificationInferencer(config, pretrained=weights, device='cpu')
+    with Image.open(next(p for p in photos if p.name == 'camera.png')) as gray:
+        wide = np.asarray(gray, dtype=np.uint16) * 257  # full 16-bit range
+    path = tmp_path / 'camera16.png'
+    Image.fromarray(wide).save(path)
+    with Image.open(path) as img:
+        img.load()
+        assert img.mode.startswith('I')
+        from_pil = inferencer(img)[0]['pred_scores']
+    from_path = inferencer(path)[0]['pred_scores']
+    from_8bit = inferencer(np.asarray(Image.fromarray((wide // 257).astype(np.uint8))))[0]
+    np.testing.assert_array_equal(from_pil, from_path)
+    np.testing.assert_array_equal(from_path, from_8bit['pred_scores'])
+
+
 def test_inferencer_builds_the_model_once(checkpoint, photos, monkeypatch):
     config, weights = checkpoint
     calls = []

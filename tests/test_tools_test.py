@@ -178,8 +178,12 @@ def _free_port() -> int:
 def _dist_test(checkpoint, work_dir, *extra, data_root):
     cmd = ['bash', str(ROOT / 'tools' / 'dist_test.sh'), str(CONFIG), str(checkpoint), '2',
            '--work-dir', str(work_dir), *extra, *_options(data_root)]
-    env = dict(_env(), PORT=str(_free_port()))
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    for _ in range(3):  # another process may take the free port before torchrun binds it
+        env = dict(_env(), PORT=str(_free_port()))
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if 'address already in use' not in (result.stdout + result.stderr).lower():
+            break
+    return result
 
 
 def test_two_processes_give_the_single_process_results(setup, single_process, tmp_path):
@@ -251,6 +255,15 @@ def test_skip_bad_images_reports_each_and_counts_them(setup, tmp_path):
     records = pickle.loads((tmp_path / 'preds.pkl').read_bytes())
     assert [i for i, r in enumerate(records) if r['load_error']] == [0, 4, 9]
     _check_predictions([r for r in records if not r['load_error']], files, probs, labels)
+
+
+def test_missing_data_root_is_one_clear_error(setup, tmp_path):
+    missing = tmp_path / 'no_imagenet_here'
+    result = _run_test_py(setup[1], tmp_path / 'work', data_root=missing)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert f"data_root '{missing}' does not exist. Expected one of two layouts" in output
+    assert 'Traceback' not in output
 
 
 def test_a_failing_rank_fails_the_whole_distributed_run(setup, tmp_path):

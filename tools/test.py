@@ -26,7 +26,9 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
-from mmclip.checkpoint import load_checkpoint
+from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
+                               StateDictMismatchError, UnsafeCheckpointError, load_checkpoint)
+from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
 from mmclip.engine.launch import configure_distributed, init_cpu_process_group
 from mmclip.evaluation import check_out_file
@@ -123,15 +125,27 @@ def run(args: argparse.Namespace) -> dict:
     return metrics
 
 
+# Errors whose message already says what is wrong and where: shown as they are, without
+# a traceback through mmengine and the DataLoader.
+USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
+               StateDictMismatchError, UnsafeCheckpointError)
+
+
+def user_message(err: Exception) -> str:
+    """The error's own message; from a DataLoader worker, whose re-raised message carries
+    the worker's traceback, its last line without the exception's name."""
+    message = str(err).strip()
+    if 'Original Traceback' in message:
+        message = message.splitlines()[-1].split(f'{type(err).__name__}: ', 1)[-1]
+    return message
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except ImageReadError as err:
-        # From a DataLoader worker the message carries the worker's traceback; its last
-        # line, '<module>.ImageReadError: Cannot read image ...', names the file.
-        message = str(err).strip().splitlines()[-1].split('ImageReadError: ', 1)[-1]
-        MMLogger.get_current_instance().error(message)
+    except USER_ERRORS as err:
+        MMLogger.get_current_instance().error(user_message(err))
         return 1
     return 0
 

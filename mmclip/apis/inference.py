@@ -17,6 +17,7 @@ from mmengine.utils import ProgressBar
 from PIL import Image
 from torch import nn
 
+from mmclip.datasets.transforms import pil_to_rgb
 from mmclip.registry import INFERENCERS, TRANSFORMS
 from mmclip.utils import autocast_context, check_precision, maybe_compile
 from .model_zoo import ModelSpec, Pretrained, get_model
@@ -111,7 +112,7 @@ class ImageClassificationInferencer:
         if isinstance(image, (str, os.PathLike)):
             return self._file_pipeline(dict(img_path=os.fspath(image)))
         if isinstance(image, Image.Image):
-            image, channel_order = np.asarray(image.convert('RGB')), 'rgb'
+            image, channel_order = pil_to_rgb(image), 'rgb'
         if not isinstance(image, np.ndarray):
             raise TypeError(f'Input {index}: expected a path, a numpy array or a PIL image; '
                             f'got {type(image).__name__}.')

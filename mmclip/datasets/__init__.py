@@ -1,5 +1,7 @@
-from .custom import IMG_EXTENSIONS, CustomDataset, read_class_names
+from .custom import IMG_EXTENSIONS, CustomDataset, DatasetLayoutError, read_class_names
 from .imagenet import ImageNet
 from .transforms import *  # noqa: F401,F403
 
-__all__ = ['IMG_EXTENSIONS', 'CustomDataset', 'read_class_names', 'ImageNet']
+__all__ = [
+    'IMG_EXTENSIONS', 'CustomDataset', 'DatasetLayoutError', 'read_class_names', 'ImageNet'
+]

@@ -9,6 +9,11 @@ from mmengine.logging import print_log
 
 from mmclip.registry import DATASETS
 
+class DatasetLayoutError(ValueError):
+    """The files under ``data_root`` do not form a layout the dataset reads; the message
+    names the file, line or folder and the layout that was expected."""
+
+
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
 
@@ -85,8 +90,8 @@ class CustomDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         if self.data_root and not osp.isdir(self.data_root):
-            raise FileNotFoundError(f"data_root '{self.data_root}' does not exist. "
-                                    + self.expected_layouts())
+            raise DatasetLayoutError(f"data_root '{self.data_root}' does not exist. "
+                                     + self.expected_layouts())
         if self.ann_file:
             samples = self._samples_from_ann_file()
         else:
@@ -95,8 +100,8 @@ class CustomDataset(BaseDataset):
 
     def _samples_from_ann_file(self) -> List[Tuple[str, int]]:
         if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f"Annotation file '{self.ann_file}' does not exist. "
-                                    + self.expected_layouts())
+            raise DatasetLayoutError(f"Annotation file '{self.ann_file}' does not exist. "
+                                     + self.expected_layouts())
         with open(self.ann_file, encoding='utf-8') as f:
             entries = [self._parse_line(line, lineno)
                        for lineno, line in enumerate(f, 1) if line.strip()]
@@ -109,8 +114,8 @@ class CustomDataset(BaseDataset):
         # rsplit: image paths may contain spaces, the label never does.
         parts = line.strip().rsplit(maxsplit=1)
         if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
-            raise ValueError(f"{self.ann_file}, line {lineno}: expected '<image path> "
-                             f"<integer label>'; got {line.strip()!r}.")
+            raise DatasetLayoutError(f"{self.ann_file}, line {lineno}: expected '<image "
+                                     f"path> <integer label>'; got {line.strip()!r}.")
         return lineno, osp.join(self.img_prefix, parts[0]), int(parts[1])
 
     def _check_labels(self, entries: List[Tuple[int, str, int]]) -> None:
@@ -118,8 +123,8 @@ class CustomDataset(BaseDataset):
         valid = f'[0, {num_classes - 1}]' if num_classes else 'non-negative'
         for lineno, _, label in entries:
             if label < 0 or (num_classes is not None and label >= num_classes):
-                raise ValueError(f'{self.ann_file}, line {lineno}: label {label} is out of '
-                                 f'range; labels must be {valid}.')
+                raise DatasetLayoutError(f'{self.ann_file}, line {lineno}: label {label} is '
+                                         f'out of range; labels must be {valid}.')
 
     def _check_files_exist(self, entries: List[Tuple[int, str, int]]) -> None:
         # One listing per folder instead of one stat per image: 50k stats are slow
@@ -133,7 +138,7 @@ class CustomDataset(BaseDataset):
             if osp.basename(path) not in listings[folder]:
                 missing.append(f'  line {lineno}: {path}')
         if missing:
-            raise FileNotFoundError(
+            raise DatasetLayoutError(
                 f'{len(missing)} image(s) listed in {self.ann_file} do not exist (paths are '
                 f"relative to '{self.img_prefix}'):\n" + '\n'.join(missing[:10]) +
                 ('\n  ...' if len(missing) > 10 else ''))
@@ -141,12 +146,12 @@ class CustomDataset(BaseDataset):
     def _class_folders(self) -> List[str]:
         prefix = self.img_prefix
         if not osp.isdir(prefix):
-            raise FileNotFoundError(f"Image folder '{prefix}' does not exist. "
-                                    + self.expected_layouts())
+            raise DatasetLayoutError(f"Image folder '{prefix}' does not exist. "
+                                     + self.expected_layouts())
         folders = sorted(e.name for e in os.scandir(prefix) if e.is_dir())
         if not folders:
             num_images = sum(1 for e in os.scandir(prefix) if _is_image(e.name, self.extensions))
-            raise ValueError(
+            raise DatasetLayoutError(
                 f"'{prefix}' has {num_images} image(s) but no class subfolders, and no "
                 'annotation file was given, so the images have no labels. '
                 + self.expected_layouts())
@@ -159,7 +164,7 @@ class CustomDataset(BaseDataset):
             self._metainfo['classes'] = tuple(folders)
             return folders
         if set(classes) != set(folders):
-            raise ValueError(
+            raise DatasetLayoutError(
                 f"The class subfolders of '{self.img_prefix}' do not match `classes`: "
                 f'missing folders {sorted(set(classes) - set(folders))[:10]}, unexpected '
                 f'folders {sorted(set(folders) - set(classes))[:10]}.')

@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from mmclip.registry import DATASETS
-from .custom import CustomDataset
+from .custom import CustomDataset, DatasetLayoutError
 
 SPLITS = ('train', 'val')
 _WNID = re.compile(r'n\d{8}$')
@@ -61,7 +61,7 @@ class ImageNet(CustomDataset):
     def _folders_in_label_order(self, folders: List[str]) -> Sequence[str]:
         wnids = [f for f in folders if _WNID.match(f)]
         if len(wnids) != 1000 or len(folders) != 1000:
-            raise ValueError(
+            raise DatasetLayoutError(
                 f"'{self.img_prefix}' has {len(folders)} subfolder(s), {len(wnids)} of them "
                 'WordNet ids (n01440764 ...), and there is no '
                 f"'{osp.join(self.data_root, 'meta', self.split + '.txt')}'. Expected either "

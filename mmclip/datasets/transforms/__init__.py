@@ -1,9 +1,9 @@
 from .formatting import PackInputs
-from .loading import ImageReadError, LoadImageFromFile, read_rgb
+from .loading import ImageReadError, LoadImageFromFile, pil_to_rgb, read_rgb
 from .processing import (CenterCrop, CropPctResize, RandomFlip, RandomResizedCrop,
                          ResizeEdge, edge_resize_shape)
 
 __all__ = [
-    'PackInputs', 'ImageReadError', 'LoadImageFromFile', 'read_rgb', 'CenterCrop',
+    'PackInputs', 'ImageReadError', 'LoadImageFromFile', 'pil_to_rgb', 'read_rgb', 'CenterCrop',
     'CropPctResize', 'RandomFlip', 'RandomResizedCrop', 'ResizeEdge', 'edge_resize_shape'
 ]

@@ -17,6 +17,15 @@ class ImageReadError(OSError):
     """An image file that PIL cannot decode; the message names the file and the cause."""
 
 
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """``img.convert('RGB')`` as uint8 [H, W, 3], with 16-bit grayscale scaled to 8 bits
+    (``v / 257``) instead of clipped at 255."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        wide = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.round(np.clip(wide, 0, 65535) / 257).astype(np.uint8))
+    return np.asarray(img.convert('RGB'))
+
+
 def read_rgb(path: str) -> np.ndarray:
     """Decode ``path`` as timm does, ``Image.open(path).convert('RGB')``, into uint8 [H, W, 3].
 
@@ -31,10 +40,7 @@ def read_rgb(path: str) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # decode now: truncation only shows up while decoding
-            if img.mode in _SIXTEEN_BIT_MODES:
-                wide = np.asarray(img, dtype=np.float64)
-                img = Image.fromarray(np.round(np.clip(wide, 0, 65535) / 257).astype(np.uint8))
-            return np.asarray(img.convert('RGB'))
+            return pil_to_rgb(img)
     except UnidentifiedImageError:
         raise ImageReadError(f"Cannot read image '{path}': {_unidentified_reason(path)}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
