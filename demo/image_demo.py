@@ -1,6 +1,7 @@
-"""Classify one image and print the top-k classes.
+"""Classify images and print the top-k classes of each.
 
     python demo/image_demo.py demo/cat.jpg vit-base-p32_clip-laion2b-in12k-pre_3rdparty_in1k
+    python demo/image_demo.py demo/cat.jpg demo/rocket.jpg vit-base-p16_clip-openai-pre_3rdparty_in1k
     python demo/image_demo.py demo/cat.jpg configs/clip/vit-base-p16_pt-64xb64_in1k.py \
         --pretrained work_dirs/epoch_10.pth --device cuda --topk 5
 
@@ -8,17 +9,26 @@ MODEL is a zoo name (``mmclip.list_models()``; its published weights are downloa
 into the torch.hub cache) or a config file with ``--pretrained`` (a path or URL).
 """
 import argparse
+import sys
 from typing import List, Optional, Sequence
 
 import numpy as np
 
 from mmclip import ImageClassificationInferencer
+from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
+                               StateDictMismatchError, UnsafeCheckpointError)
+from mmclip.datasets.transforms import ImageReadError
 from mmclip.utils import PRECISIONS
+
+
+# Errors whose message already names the file or URL and the fix: no traceback.
+USER_ERRORS = (CheckpointDownloadError, CheckpointReadError, StateDictMismatchError,
+               UnsafeCheckpointError, ImageReadError)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Classify an image with an mmclip model.')
-    parser.add_argument('img', help='image file')
+    parser.add_argument('img', nargs='+', help='image file(s), classified as one batch')
     parser.add_argument('model', help='model-zoo name or config file')
     parser.add_argument('--pretrained', help='checkpoint path or URL (default: the zoo '
                         "model's published weights)")
@@ -44,11 +54,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.topk < 1:
         raise ValueError(f'--topk must be at least 1; got {args.topk}.')
-    inferencer = ImageClassificationInferencer(
-        args.model, pretrained=args.pretrained or True, device=args.device,
-        precision=args.precision)
-    result = inferencer(args.img)[0]
-    print(ranked_table(result['pred_scores'], inferencer.classes, args.topk))
+    try:
+        inferencer = ImageClassificationInferencer(
+            args.model, pretrained=args.pretrained or True, device=args.device,
+            precision=args.precision)
+        results = inferencer(args.img)
+    except USER_ERRORS as err:
+        sys.exit(f'error: {err}')  # the message names the file or URL and what to do
+    for path, result in zip(args.img, results):
+        print(f'{path}:\n{ranked_table(result["pred_scores"], inferencer.classes, args.topk)}')
 
 
 if __name__ == '__main__':

@@ -391,8 +391,10 @@ def _runner(work_dir: Path, max_iters: int, **kwargs):
         def __getitem__(self, i):
             return dict(inputs=torch.linspace(-1, 1, 4) * (i + 1) / 16)
 
+    # default_scope: a Runner without one makes 'mmengine' the current scope for every
+    # later registry build in this process.
     return Runner(
-        model=Regression(), work_dir=str(work_dir),
+        model=Regression(), work_dir=str(work_dir), default_scope='mmclip',
         train_dataloader=dict(dataset=Points(), batch_size=4,
                               sampler=dict(type='DefaultSampler', shuffle=True)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),

@@ -190,3 +190,29 @@ def test_image_demo_prints_the_ranked_top_k(checkpoint, capsys):
     assert [int(row[-2]) for row in rows] == top3.tolist()
     assert [' '.join(row[1:-2]) for row in rows] == [imagenet_categories()[i] for i in top3]
     assert [float(row[-1]) for row in rows] == [round(float(scores[i]), 4) for i in top3]
+
+
+def test_image_demo_batches_images_and_exits_cleanly_offline(checkpoint, capsys, tmp_path,
+                                                             monkeypatch):
+    config, weights = checkpoint
+    demo = Path(__file__).resolve().parents[1] / 'demo'
+    images = [str(demo / 'cat.jpg'), str(demo / 'rocket.jpg')]
+
+    def run_demo(*args):
+        monkeypatch.setattr(sys, 'argv', ['image_demo.py', *args])
+        runpy.run_path(str(demo / 'image_demo.py'), run_name='__main__')
+
+    run_demo(*images, config, '--pretrained', weights, '--device', 'cpu', '--topk', '1')
+    out = capsys.readouterr().out
+    for image in images:
+        label = inference_model(config, image, pretrained=weights, device='cpu')['pred_label']
+        block = out.split(f'{image}:\n', 1)[1].splitlines()
+        assert int(block[1].split()[-2]) == label
+
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    dead = 'http://127.0.0.1:1/clip-vit-test-deadbeef.pth'  # nothing listens on port 1
+    with pytest.raises(SystemExit) as exit_info:
+        run_demo(images[0], config, '--pretrained', dead, '--device', 'cpu')
+    message = str(exit_info.value.code)
+    assert message.startswith('error: ') and dead in message
+    assert str(tmp_path / 'hub' / 'checkpoints' / 'clip-vit-test-deadbeef.pth') in message

@@ -169,6 +169,22 @@ def test_top1_top5_and_predictions_match_timm(setup, single_process):
         np.testing.assert_allclose(per_class[c], want)
 
 
+
+def test_amp_gives_the_fp32_top1_within_one_image(setup, single_process, tmp_path):
+    root, _, files, _, _ = setup
+    _, fp32_records, _ = single_process
+    checkpoint = setup[1]
+    result = _run_test_py(checkpoint, tmp_path, '--amp', '--out', str(tmp_path / 'p.json'),
+                          data_root=root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = json.loads((tmp_path / 'p.json').read_text())
+    assert len(records) == len(files)
+    differ = sum(a['pred_label'] != b['pred_label'] for a, b in zip(records, fp32_records))
+    assert differ <= 1
+    # bf16 autocast really ran: scores move, but stay close.
+    gaps = [abs(a['pred_score'] - b['pred_score']) for a, b in zip(records, fp32_records)]
+    assert 0 < max(gaps) < 0.05
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))

@@ -19,7 +19,7 @@ from torch import nn
 
 from mmclip.checkpoint import load_checkpoint
 from mmclip.registry import MODELS
-from .categories import imagenet_categories
+from mmclip.datasets import imagenet_categories
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ModelSpec = Union[str, os.PathLike, Config]

@@ -3,9 +3,8 @@ import os.path as osp
 import re
 from typing import List, Optional, Sequence
 
-from torchvision.models._meta import _IMAGENET_CATEGORIES
-
 from mmclip.registry import DATASETS
+from .categories import imagenet_categories
 from .custom import CustomDataset, DatasetLayoutError
 
 SPLITS = ('train', 'val')
@@ -32,11 +31,10 @@ class ImageNet(CustomDataset):
         split: ``'train'`` or ``'val'``.
         ann_file: annotation file relative to ``data_root``; default ``meta/<split>.txt``
             if present.
-        Other keys as ``CustomDataset``. ``metainfo['classes']``: the 1000 class names
-        (torchvision's list, in index order).
+        Other keys as ``CustomDataset``. ``classes`` defaults to the 1000 class names
+        (torchvision's list, in index order; read when the dataset is built, so that
+        ``import mmclip`` does not import torchvision.models).
     """
-
-    METAINFO = dict(classes=tuple(_IMAGENET_CATEGORIES))
 
     def __init__(self,
                  data_root: str = '',
@@ -52,6 +50,7 @@ class ImageNet(CustomDataset):
             default = osp.join('meta', f'{split}.txt')
             ann_file = default if osp.isfile(osp.join(data_root, default)) else ''
         self.split = split
+        kwargs.setdefault('classes', imagenet_categories())
         super().__init__(data_root=data_root, data_prefix=split, ann_file=ann_file, **kwargs)
 
     def expected_layouts(self, ann_file: str = '') -> str:

@@ -1,3 +1,4 @@
-"""Training machinery: optimizer-wrapper constructors and hooks, in mmclip's registries."""
+"""Runner machinery: optimizer-wrapper constructors, hooks and loops, in mmclip's registries."""
 from .hooks import *  # noqa: F401,F403
 from .optimizers import *  # noqa: F401,F403
+from .runner import *  # noqa: F401,F403

@@ -90,7 +90,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--startup-child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for precision in args.precision:
-        check_precision(precision, args.device)
+        try:
+            check_precision(precision, args.device)
+        except ValueError as err:
+            parser.error(f'--precision {precision}: {err}')
     if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: no CUDA device is available; use --device cpu')
     if args.timer == 'cpu' and torch.device(args.device).type != 'cpu':

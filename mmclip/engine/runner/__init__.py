@@ -1,0 +1,3 @@
+from .precision_test_loop import PrecisionTestLoop
+
+__all__ = ['PrecisionTestLoop']
