@@ -15,7 +15,6 @@ failure exits non-zero, which torchrun and srun propagate to the whole job.
 Without CUDA, distributed runs use gloo on the CPU.
 """
 import argparse
-import copy
 import os
 import os.path as osp
 import sys
@@ -34,7 +33,8 @@ from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
                                StateDictMismatchError, UnsafeCheckpointError, load_checkpoint)
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
-from mmclip.engine.launch import configure_distributed, init_cpu_process_group
+from mmclip.engine.launch import (apply_common_args, configure_distributed,
+                                  init_cpu_process_group)
 from mmclip.evaluation import check_out_file
 from mmclip.utils import PRECISIONS, maybe_compile
 
@@ -75,14 +75,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Apply the command-line options to a copy of ``cfg``."""
-    cfg = copy.deepcopy(cfg)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = apply_common_args(cfg, args)
     # Weights come from CHECKPOINT through mmclip's loader, not mmengine's load_from.
     cfg.load_from, cfg.resume = None, False
     if args.skip_bad_images:

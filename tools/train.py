@@ -10,7 +10,6 @@ weights for fine-tuning come from the config's ``LoadPretrainedHook``, which a r
 run skips. Without CUDA, distributed runs use the gloo backend on the CPU.
 """
 import argparse
-import copy
 import os
 import os.path as osp
 from typing import List, Optional
@@ -22,7 +21,8 @@ from mmengine.runner import Runner
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
 # Safe checkpoint loading for load_from / --resume under torch's weights_only default.
 import mmclip.checkpoint  # noqa: F401
-from mmclip.engine.launch import configure_distributed, init_cpu_process_group
+from mmclip.engine.launch import (apply_common_args, configure_distributed,
+                                  init_cpu_process_group)
 from mmclip.registry import RUNNERS
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -52,14 +52,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Apply the command-line options to ``cfg`` (a new Config; ``cfg`` is not changed)."""
-    cfg = copy.deepcopy(cfg)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = apply_common_args(cfg, args)
 
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None

@@ -5,12 +5,30 @@ mmengine 0.10.7 assumes CUDA for ``--launcher pytorch``: its launcher calls
 which fail on a CPU-only machine. These helpers use gloo and CPU DDP there, and give every
 collective a finite timeout so that a dead rank ends the job instead of hanging it.
 """
+import copy
 import datetime
+import os.path as osp
+from argparse import Namespace
 
 import torch
 from mmengine.config import Config, ConfigDict
 
 DEFAULT_DIST_TIMEOUT_S = 1800
+
+
+def apply_common_args(cfg: Config, args: Namespace) -> Config:
+    """A copy of ``cfg`` with the options tools/train.py and tools/test.py share:
+    ``--cfg-options``, ``--launcher`` and ``--work-dir`` (default: the config's
+    ``work_dir``, else ``./work_dirs/<config name>``). ``cfg`` is not changed."""
+    cfg = copy.deepcopy(cfg)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
 
 
 def configure_distributed(cfg: Config) -> None:

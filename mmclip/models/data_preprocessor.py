@@ -1,5 +1,5 @@
 """Batch collation on the model's device: uint8 images -> normalised float tensors."""
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -7,7 +7,6 @@ Data flow for an image [B, 3, H, W] with patch size P and width C:
   layers (pre-LN blocks, GELU)       -> [B, 1 + N, C]
   ln1 (final LayerNorm, all tokens)  -> formatted by ``out_type``
 """
-import copy
 from typing import Dict, Sequence, Tuple, Union
 
 import torch

@@ -1,5 +1,5 @@
 """Backbone + head classifier with mmengine's three forward modes."""
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModel

@@ -4,7 +4,6 @@ One layer is ``x = x + attn(ln1(x)); x = x + ffn(ln2(x))`` (pre-norm, as in CLIP
 ``Block``). The submodule names (``ln1``, ``attn.qkv``, ``attn.proj``, ``ln2``,
 ``ffn.layers.0.0``, ``ffn.layers.1``) are those of the published ``.pth`` files.
 """
-from typing import Optional
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# torchrun a tools/ script on NPROC processes of this node; dist_test.sh and dist_train.sh
+# call it. Multi-node: run it on every node with NNODES, NODE_RANK, MASTER_ADDR and PORT set.
+# Without a GPU the scripts use gloo on the CPU. If any process fails, torchrun stops the
+# others and exits non-zero.
+#   tools/dist_launch.sh NPROC SCRIPT [script arguments]
+set -euo pipefail
+
+NPROC=$1
+SCRIPT=$2
+shift 2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
+exec python -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$NPROC" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/$SCRIPT" "$@" --launcher pytorch
