@@ -15,15 +15,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from mmclip import ImageClassificationInferencer
-from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
-                               StateDictMismatchError, UnsafeCheckpointError)
-from mmclip.datasets.transforms import ImageReadError
+from mmclip.engine.launch import USER_ERRORS
 from mmclip.utils import PRECISIONS
-
-
-# Errors whose message already names the file or URL and the fix: no traceback.
-USER_ERRORS = (CheckpointDownloadError, CheckpointReadError, StateDictMismatchError,
-               UnsafeCheckpointError, ImageReadError)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -10,6 +10,7 @@ import os
 import os.path as osp
 import re
 import socket
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def _load_tool(name: str):
 
 
 train_tool = _load_tool('train')
+
+
+def run_train(argv: list) -> None:
+    assert train_tool.main(argv) == 0
 
 
 @pytest.fixture(scope='module')
@@ -148,7 +153,7 @@ def test_twenty_iterations_lower_the_loss_on_a_fixed_batch(data_root, tmp_path):
     initial = build_model(cfg, seed=0)
     torch.save({'state_dict': initial.state_dict()}, tmp_path / 'init.pth')
     cfg['load_from'] = str(tmp_path / 'init.pth')
-    train_tool.main([write_cfg(cfg, tmp_path / 'cfg.py'), '--work-dir', str(tmp_path / 'work')])
+    run_train([write_cfg(cfg, tmp_path / 'cfg.py'), '--work-dir', str(tmp_path / 'work')])
 
     trained = build_model(cfg, seed=1)
     load_checkpoint(trained, str(tmp_path / 'work' / 'iter_20.pth'), strict=True)
@@ -175,13 +180,13 @@ def _assert_same_state(a: dict, b: dict, path: str = '') -> None:
 
 def test_resume_after_four_iterations_equals_eight_uninterrupted(data_root, tmp_path):
     straight = tiny_cfg(data_root, 'straight')
-    train_tool.main([write_cfg(straight, tmp_path / 'straight.py'),
+    run_train([write_cfg(straight, tmp_path / 'straight.py'),
                      '--work-dir', str(tmp_path / 'straight')])
 
     stopped = write_cfg(tiny_cfg(data_root, 'stopped', max_iters=4), tmp_path / 'stopped.py')
-    train_tool.main([stopped, '--work-dir', str(tmp_path / 'resumed')])
+    run_train([stopped, '--work-dir', str(tmp_path / 'resumed')])
     resumed = write_cfg(tiny_cfg(data_root, 'resumed'), tmp_path / 'resumed.py')
-    train_tool.main([resumed, '--work-dir', str(tmp_path / 'resumed'), '--resume'])
+    run_train([resumed, '--work-dir', str(tmp_path / 'resumed'), '--resume'])
 
     log = read_log(tmp_path / 'resumed')
     assert 'resumed' in log.lower()
@@ -213,7 +218,7 @@ def test_finetune_ten_classes_from_a_thousand_class_checkpoint(data_root, tmp_pa
     cfg = tiny_cfg(data_root, 'finetune', max_iters=2, lr=0.0, checkpoint_interval=2)
     cfg['custom_hooks'] = [dict(type='LoadPretrainedHook', checkpoint=str(tmp_path / 'in1k.pth'))]
     path = write_cfg(cfg, tmp_path / 'ft.py')
-    train_tool.main([path, '--work-dir', str(tmp_path / 'work'), '--resume'])
+    run_train([path, '--work-dir', str(tmp_path / 'work'), '--resume'])
 
     log = read_log(tmp_path / 'work')
     assert 'Dropped the head of pre-trained checkpoint' in log
@@ -226,7 +231,7 @@ def test_finetune_ten_classes_from_a_thousand_class_checkpoint(data_root, tmp_pa
     # Re-submitting the same command continues from the checkpoint, not the zoo weights.
     cfg.update(experiment_name='finetune_again', train_cfg=dict(by_epoch=False, max_iters=4))
     path = write_cfg(cfg, tmp_path / 'ft_again.py')
-    train_tool.main([path, '--work-dir', str(tmp_path / 'work'), '--resume'])
+    run_train([path, '--work-dir', str(tmp_path / 'work'), '--resume'])
     last_log = sorted((tmp_path / 'work').rglob('*.log'))[-1].read_text()
     assert 'LoadPretrainedHook' in last_log and 'skip' in last_log.lower()
     assert (tmp_path / 'work' / 'iter_4.pth').is_file()
@@ -234,7 +239,7 @@ def test_finetune_ten_classes_from_a_thousand_class_checkpoint(data_root, tmp_pa
 
 def test_training_checkpoint_evaluates_with_tools_test(data_root, tmp_path):
     cfg = tiny_cfg(data_root, 'for_test_py', max_iters=4, lr=3e-3)
-    train_tool.main([write_cfg(cfg, tmp_path / 'cfg.py'), '--work-dir', str(tmp_path / 'work')])
+    run_train([write_cfg(cfg, tmp_path / 'cfg.py'), '--work-dir', str(tmp_path / 'work')])
     checkpoint = tmp_path / 'work' / 'iter_4.pth'
 
     model = build_model(cfg, seed=5)
@@ -317,7 +322,7 @@ def test_custom_linear_probe_config_trains_only_the_new_head(data_root, tmp_path
     pretrained = tiny_pretrained(tmp_path / 'in1k.pth')
     cfg = shrink_example('vit-base-p32_clip_linear-probe_custom.py', data_root,
                          tmp_path / 'in1k.pth', tmp_path / 'work')
-    train_tool.main([write_cfg(cfg.to_dict(), tmp_path / 'probe.py')])
+    run_train([write_cfg(cfg.to_dict(), tmp_path / 'probe.py')])
 
     log = read_log(tmp_path / 'work')
     assert 'head.layers.head.weight: checkpoint (1000, 32) vs model (10, 32)' in log
@@ -339,7 +344,7 @@ def test_imagenet_finetune_config_with_mixup_and_ema_resumes(data_root, tmp_path
     cfg.param_scheduler[0].start_factor = 1.0
     cfg.optim_wrapper.optimizer.lr = 1e-2
     path = write_cfg(cfg.to_dict(), tmp_path / 'ft.py')
-    train_tool.main([path, '--resume'])
+    run_train([path, '--resume'])
 
     log = read_log(tmp_path / 'work')
     assert 'Dropped the head' not in log, 'a 1000-class head fits and is kept'
@@ -357,7 +362,7 @@ def test_imagenet_finetune_config_with_mixup_and_ema_resumes(data_root, tmp_path
 
     cfg.train_cfg.max_epochs = 3
     cfg.experiment_name += '_resumed'
-    train_tool.main([write_cfg(cfg.to_dict(), tmp_path / 'ft_more.py'), '--resume'])
+    run_train([write_cfg(cfg.to_dict(), tmp_path / 'ft_more.py'), '--resume'])
     last_log = sorted((tmp_path / 'work').rglob('*.log'))[-1].read_text()
     assert 'resumed' in last_log.lower() and 'LoadPretrainedHook: skipped' in last_log
     assert read_training_checkpoint(tmp_path / 'work' / 'epoch_3.pth')['meta']['epoch'] == 3
@@ -394,6 +399,22 @@ def test_command_line_options_edit_a_copy_of_the_config(data_root, tmp_path):
         train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--resume', 'nope.pth']))
     with pytest.raises(ValueError, match='base_batch_size'):
         train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--auto-scale-lr']))
+
+
+def test_unreadable_image_ends_training_with_one_clear_line(data_root, tmp_path, capfd):
+    broken = tmp_path / 'data'
+    shutil.copytree(data_root, broken)
+    victim = next((broken / 'train' / 'class_0').glob('*.jpg'))
+    victim.write_bytes(victim.read_bytes()[:200])  # a cut-off JPEG
+    cfg = tiny_cfg(broken, 'broken')
+    cfg['train_dataloader']['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    code = train_tool.main([write_cfg(cfg, tmp_path / 'cfg.py'), '--work-dir',
+                            str(tmp_path / 'work')])
+    assert code == 1
+    out, err = capfd.readouterr()
+    (line, ) = [x for x in (out + err).splitlines() if f"Cannot read image '{victim}'" in x]
+    assert ' ERROR - ' in line
+    assert 'Traceback' not in out + err
 
 
 def test_load_pretrained_is_strict_outside_the_head(data_root, tmp_path):

@@ -24,16 +24,12 @@ import torch
 
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.dist import is_main_process
-from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
-from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
-                               StateDictMismatchError, UnsafeCheckpointError, load_checkpoint)
-from mmclip.datasets import DatasetLayoutError
-from mmclip.datasets.transforms import ImageReadError
-from mmclip.engine.launch import (apply_common_args, configure_distributed,
+from mmclip.checkpoint import load_checkpoint
+from mmclip.engine.launch import (apply_common_args, configure_distributed, exit_code_of,
                                   init_cpu_process_group)
 from mmclip.evaluation import check_out_file
 from mmclip.utils import PRECISIONS, maybe_compile
@@ -137,30 +133,9 @@ def run(args: argparse.Namespace) -> dict:
     return metrics
 
 
-# Errors whose message already says what is wrong and where: shown as they are, without
-# a traceback through mmengine and the DataLoader.
-USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
-               StateDictMismatchError, UnsafeCheckpointError)
-
-
-def user_message(err: Exception) -> str:
-    """The error's own message; from a DataLoader worker, whose re-raised message carries
-    the worker's traceback, its last line without the exception's name."""
-    message = str(err).strip()
-    if 'Original Traceback' in message:
-        message = message.splitlines()[-1].split(f'{type(err).__name__}: ', 1)[-1]
-    return message
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        run(args)
-    except USER_ERRORS as err:
-        MMLogger.get_current_instance().error(user_message(err))
-        return 1
-    return 0
-
+    return exit_code_of(lambda: run(args))
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -12,6 +12,7 @@ run skips. Without CUDA, distributed runs use the gloo backend on the CPU.
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import List, Optional
 
 import torch
@@ -21,7 +22,7 @@ from mmengine.runner import Runner
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
 # Safe checkpoint loading for load_from / --resume under torch's weights_only default.
 import mmclip.checkpoint  # noqa: F401
-from mmclip.engine.launch import (apply_common_args, configure_distributed,
+from mmclip.engine.launch import (apply_common_args, configure_distributed, exit_code_of,
                                   init_cpu_process_group)
 from mmclip.registry import RUNNERS
 
@@ -92,13 +93,16 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    args = parse_args(argv)
+def train(args: argparse.Namespace) -> None:
     cfg = merge_args(Config.fromfile(args.config), args)
     init_cpu_process_group(cfg)
-    runner = build_runner(cfg)
-    runner.train()
+    build_runner(cfg).train()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    return exit_code_of(lambda: train(args))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

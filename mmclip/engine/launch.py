@@ -9,11 +9,24 @@ import copy
 import datetime
 import os.path as osp
 from argparse import Namespace
+from typing import Any, Callable
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger
+
+from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
+                               StateDictMismatchError, UnsafeCheckpointError)
+from mmclip.datasets import DatasetLayoutError
+from mmclip.datasets.transforms import ImageReadError
 
 DEFAULT_DIST_TIMEOUT_S = 1800
+
+# Errors whose message already says what is wrong, where and what to do (an unreadable
+# image, a dataset layout, a checkpoint): the tools show them as they are, without a
+# traceback through mmengine and the DataLoader.
+USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
+               StateDictMismatchError, UnsafeCheckpointError)
 
 
 def apply_common_args(cfg: Config, args: Namespace) -> Config:
@@ -63,3 +76,23 @@ def init_cpu_process_group(cfg: Config) -> None:
     if not torch.distributed.is_initialized():
         timeout = datetime.timedelta(seconds=cfg.env_cfg.dist_cfg.timeout)
         torch.distributed.init_process_group(backend='gloo', timeout=timeout)
+
+
+def user_message(err: Exception) -> str:
+    """The error's own message; from a DataLoader worker, whose re-raised message carries
+    the worker's traceback, its last line without the exception's name."""
+    message = str(err).strip()
+    if 'Original Traceback' in message:
+        message = message.splitlines()[-1].split(f'{type(err).__name__}: ', 1)[-1]
+    return message
+
+
+def exit_code_of(run: Callable[[], Any]) -> int:
+    """Run a tool's body: 0 when it finishes; 1, with a one-line error log, for a
+    ``USER_ERRORS`` error. Other errors propagate with their traceback."""
+    try:
+        run()
+    except USER_ERRORS as err:
+        MMLogger.get_current_instance().error(user_message(err))
+        return 1
+    return 0

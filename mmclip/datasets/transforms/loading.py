@@ -83,8 +83,8 @@ class LoadImageFromFile(BaseTransform):
         except ImageReadError as err:
             if self.on_error == 'raise':
                 raise ImageReadError(
-                    f"{err}. To skip unreadable images, run tools/test.py with "
-                    "--skip-bad-images (LoadImageFromFile(on_error='skip')).") from None
+                    f"{err}. To evaluate without unreadable images, run tools/test.py "
+                    "with --skip-bad-images (LoadImageFromFile(on_error='skip')).") from None
             rgb = np.zeros((1, 1, 3), dtype=np.uint8)
             results['load_error'] = str(err)
         results['img'] = np.ascontiguousarray(rgb[..., ::-1])
