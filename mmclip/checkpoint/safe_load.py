@@ -130,7 +130,7 @@ def _read_safetensors(path: str, map_location: MapLocation) -> dict:
 
 
 def _refusal_message(path: str, err: pickle.UnpicklingError) -> str:
-    # torch's message is long and suggests weights_only=False; keep what names the culprit.
+    # torch's message is long and suggests turning the safety off; keep what names the culprit.
     text = str(err)
     culprit = re.search(r'GLOBAL ([\w.]+)', text)
     if culprit:
