@@ -123,7 +123,7 @@ def load_state_dict_from_source(sources: Sources,
                                 progress: bool = True) -> Dict[str, torch.Tensor]:
     """Fetch, read and rename a checkpoint: mmclip keys -> tensors (no model check)."""
     return extract_state_dict(load_source(sources, map_location, mirrors, progress),
-                              name=_describe(sources))
+                              name=describe_sources(sources))
 
 
 # ---- does it fit the model -----------------------------------------------------------------
@@ -201,26 +201,58 @@ def load_checkpoint(model: nn.Module,
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_source`` and ``read_checkpoint_file``.
     """
+    name = describe_sources(source)
+    checkpoint = load_source(source, map_location, mirrors, progress)
+    load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
+                         logger=logger)
+    return checkpoint
+
+
+def load_state_dict_into(model: nn.Module,
+                         state_dict: Dict[str, torch.Tensor],
+                         name: str = 'checkpoint',
+                         strict: bool = True,
+                         drop_prefixes: Sequence[str] = (),
+                         logger: Union[str, logging.Logger, None] = None) -> List[str]:
+    """Load an mmclip-keyed state dict into ``model`` with ``load_checkpoint``'s checks.
+
+    Args:
+        model: the mmclip model (a DDP wrapper is unwrapped).
+        state_dict: mmclip keys -> tensors (``state_dict`` is not changed).
+        name: how messages name the checkpoint.
+        strict: as in ``load_checkpoint``.
+        drop_prefixes: keys under these prefixes that do not fit (missing, unexpected or
+            of another shape) are left out even with ``strict``, e.g. ``('head.', )`` to
+            put a 1000-class checkpoint into a 10-class model; the model keeps its own
+            tensors there. Not logged here: the caller says why.
+
+    Returns:
+        The descriptions of what ``drop_prefixes`` left out.
+    """
     logger = logger or 'current'
     model = model.module if is_model_wrapper(model) else model
-    name = _describe(source)
-    checkpoint = load_source(source, map_location, mirrors, progress)
-    state_dict = extract_state_dict(checkpoint, name)
+    state_dict = dict(state_dict)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     _resample_pos_embeds(state_dict, model, expected, name, logger)
-    missing, unexpected, shapes = _mismatches(state_dict, expected)
+    prefixes = tuple(drop_prefixes)
+    kept: Tuple[List[str], ...] = ([], [], [])
+    dropped: List[str] = []
+    for found, kind in zip(_mismatches(state_dict, expected), kept):
+        for item in found:
+            (dropped if prefixes and item.startswith(prefixes) else kind).append(item)
+    missing, unexpected, shapes = kept
     if strict and (missing or unexpected or shapes):
         raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))
     if missing or unexpected or shapes:
         print_log(_mismatch_report(name, missing, unexpected, shapes) +
                   '\n(strict=False: the mis-shaped and unexpected tensors were skipped)',
                   logger=logger, level=logging.WARNING)
-        state_dict = {k: v for k, v in state_dict.items()
-                      if k in expected and v.shape == expected[k]}
-    model.load_state_dict(state_dict, strict=False)
+    model.load_state_dict({k: v for k, v in state_dict.items()
+                           if k in expected and v.shape == expected[k]}, strict=False)
     print_log(f'Loaded checkpoint {name}', logger=logger, level=logging.INFO)
-    return checkpoint
+    return dropped
 
 
-def _describe(sources: Sources) -> str:
+def describe_sources(sources: Sources) -> str:
+    """A path or URL, or several joined with 'or', for messages."""
     return sources if isinstance(sources, str) else ' or '.join(sources)

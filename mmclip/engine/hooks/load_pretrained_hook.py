@@ -8,39 +8,17 @@ loaded a checkpoint itself (``--resume`` / ``load_from``), so one command line s
 first submission and every re-submission after a preemption.
 """
 import logging
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import List, Mapping, Optional, Sequence, Union
 
-import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from torch import nn
 
-from mmclip.checkpoint import StateDictMismatchError, extract_state_dict, load_checkpoint
+from mmclip.checkpoint import (describe_sources, load_state_dict_from_source,
+                               load_state_dict_into)
 from mmclip.registry import HOOKS
 
 HEAD_PREFIX = 'head.'
-
-
-def _head_mismatches(state_dict: Mapping[str, torch.Tensor],
-                     model_state: Mapping[str, torch.Tensor]) -> Dict[str, List[str]]:
-    """Keys that do not fit, split into those under ``head.`` and all others.
-
-    ``*pos_embed`` of another shape is not a mismatch: the loader resamples it.
-    """
-    problems: Dict[str, List[str]] = dict(head=[], other=[])
-    for key in sorted(set(state_dict) | set(model_state)):
-        if key not in model_state:
-            text = f'{key}: only in the checkpoint {tuple(state_dict[key].shape)}'
-        elif key not in state_dict:
-            text = f'{key}: only in the model {tuple(model_state[key].shape)}'
-        elif state_dict[key].shape != model_state[key].shape and not key.endswith('pos_embed'):
-            text = (f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
-                    f'{tuple(model_state[key].shape)}')
-        else:
-            continue
-        problems['head' if key.startswith(HEAD_PREFIX) else 'other'].append(text)
-    return problems
 
 
 def load_pretrained(model: nn.Module,
@@ -62,24 +40,15 @@ def load_pretrained(model: nn.Module,
         StateDictMismatchError: a mismatch outside the head (or any, without
             ``drop_mismatched_head``), listing them all.
     """
-    model = model.module if is_model_wrapper(model) else model
-    if not drop_mismatched_head:
-        load_checkpoint(model, source, strict=True, logger=logger, mirrors=mirrors)
-        return []
-    model_state = model.state_dict()
-    # strict=False loads every tensor that fits; what did not fit is checked below,
-    # and anything outside the head fails the run before its first iteration.
-    checkpoint = load_checkpoint(model, source, strict=False, logger=logger, mirrors=mirrors)
-    problems = _head_mismatches(extract_state_dict(checkpoint), model_state)
-    if problems['other']:
-        raise StateDictMismatchError(
-            f'Pre-trained checkpoint {source} does not match the model outside its head '
-            f'({len(problems["other"])}):\n  ' + '\n  '.join(problems['other']))
-    if problems['head']:
-        print_log(f'Dropped the head of pre-trained checkpoint {source}, which does not fit '
+    name = describe_sources(source)
+    state_dict = load_state_dict_from_source(source, mirrors=mirrors)
+    dropped = load_state_dict_into(model, state_dict, name, strict=True, logger=logger,
+                                   drop_prefixes=(HEAD_PREFIX, ) if drop_mismatched_head else ())
+    if dropped:
+        print_log(f'Dropped the head of pre-trained checkpoint {name}, which does not fit '
                   f'the model; the new head keeps its initialisation:\n  ' +
-                  '\n  '.join(problems['head']), logger=logger, level=logging.WARNING)
-    return problems['head']
+                  '\n  '.join(dropped), logger=logger, level=logging.WARNING)
+    return dropped
 
 
 @HOOKS.register_module()
