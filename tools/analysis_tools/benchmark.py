@@ -49,8 +49,9 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 import mmclip  # noqa: F401
+from mmclip.apis import get_model
 from mmclip.checkpoint import load_checkpoint, rename_key
-from mmclip.registry import MODELS, TRANSFORMS
+from mmclip.registry import TRANSFORMS
 from mmclip.utils import PRECISIONS, autocast_context, check_precision, maybe_compile
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
@@ -119,17 +120,7 @@ def load_config(path: str, cfg_options: Optional[dict]) -> Config:
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    # As mmengine's Runner does: the top-level data_preprocessor is the model's.
-    if 'data_preprocessor' in cfg:
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     return cfg
-
-
-def build_model(cfg: Config, checkpoint: Optional[str], device: str) -> torch.nn.Module:
-    model = MODELS.build(cfg.model)
-    if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    return model.to(device).eval()
 
 
 def timm_twin(model: torch.nn.Module) -> torch.nn.Module:
@@ -374,8 +365,9 @@ def startup_child(args: argparse.Namespace) -> dict:
             args.config, args.checkpoint, '--work-dir', work_dir, '--cfg-options',
             f'test_dataloader.dataset.data_root={args.data}',
             f'test_dataloader.batch_size={args.batch_size}',
-            f'test_dataloader.num_workers={args.num_workers}'
-        ] + (['--amp'] if args.precision[0] != 'fp32' else []))
+            f'test_dataloader.num_workers={args.num_workers}',
+            '--precision', args.precision[0]
+        ])
         cfg = test_tool.merge_args(Config.fromfile(args.config), test_args)
         mark('config')
         runner = Runner.from_cfg(cfg)
@@ -459,7 +451,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print_startup(report['startup'])
     else:
         cfg = load_config(args.config, args.cfg_options)
-        model = build_model(cfg, args.checkpoint, args.device)
+        model = get_model(cfg, pretrained=args.checkpoint or False, device=args.device)
         report['model_only'] = benchmark_model(model, args)
         print_model_table(report['model_only'], args)
         if args.data:
