@@ -12,8 +12,7 @@ import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config, DictAction
 
-import mmclip  # noqa: F401  (registers mmclip's modules)
-from mmclip.registry import MODELS
+from mmclip import get_model
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -24,10 +23,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.head.num_classes=10')
     return parser.parse_args(argv)
-
-
-def build(config: Config) -> torch.nn.Module:
-    return MODELS.build(config.model).eval()
 
 
 def count(model: torch.nn.Module, shape: Tuple[int, int]) -> Tuple[int, int, str]:
@@ -55,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    model = build(cfg)
+    model = get_model(cfg)
     size = cfg.model.backbone.get('img_size', 224)
     shape = tuple(args.shape) if args.shape else (size, size)
     params, flops, table = count(model, shape)
