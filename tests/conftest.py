@@ -7,12 +7,12 @@ from typing import List
 
 import pytest
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'images'
+IMAGES_DIR = Path(__file__).resolve().parent / 'data' / 'images'
 
 
 @pytest.fixture(scope='session')
 def images_dir() -> Path:
-    """``<repo>/../shared/images`` (read only: copy files elsewhere before writing)."""
+    """``<repo>/tests/data/images`` (read only: copy files elsewhere before writing)."""
     if not IMAGES_DIR.is_dir():
         pytest.fail(f'The test photos are expected at {IMAGES_DIR}.')
     return IMAGES_DIR

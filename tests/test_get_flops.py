@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_README = ROOT.parent / 'shared' / 'reference' / 'seed-clip-README.md'
+SEED_README = ROOT / 'tests' / 'data' / 'reference' / 'seed-clip-README.md'
 
 
 def seed_rows() -> dict:

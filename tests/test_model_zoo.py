@@ -15,7 +15,7 @@ import mmclip
 from mmclip.apis import get_model_info, imagenet_categories, model_index_path
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / 'shared' / 'reference'
+REFERENCE = ROOT / 'tests' / 'data' / 'reference'
 TINY = dict(backbone=dict(arch=dict(embed_dims=64, num_layers=2, num_heads=2,
                                     feedforward_channels=128)),
             head=dict(in_channels=64))

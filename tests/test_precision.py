@@ -15,7 +15,7 @@ import mmclip.models  # noqa: F401  (registers the model types)
 from mmclip.registry import MODELS
 from mmclip.utils import PRECISIONS, autocast_context, maybe_compile
 
-IMAGES = Path(__file__).resolve().parents[2] / 'shared' / 'images'
+IMAGES = Path(__file__).resolve().parent / 'data' / 'images'
 SIZE = 64
 BF16_TOL = 5e-2
 COMPILE_TOL = 1e-4
@@ -42,7 +42,7 @@ def tiny_model(seed: int = 0) -> torch.nn.Module:
 
 
 def photo_batch() -> list:
-    """Every photo of shared/images as a uint8 BGR [3, SIZE, SIZE] tensor."""
+    """Every photo of tests/data/images as a uint8 BGR [3, SIZE, SIZE] tensor."""
     paths = sorted(p for p in IMAGES.iterdir() if p.suffix.lower() in ('.jpg', '.png'))
     assert len(paths) >= 10, f'expected the real photos in {IMAGES}'
     batch = []

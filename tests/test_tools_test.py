@@ -28,7 +28,7 @@ from mmclip.checkpoint import convert_timm_state_dict
 from mmclip.engine.launch import DEFAULT_DIST_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = sorted(p for p in (ROOT.parent / 'shared' / 'images').iterdir()
+IMAGES = sorted(p for p in (ROOT / 'tests' / 'data' / 'images').iterdir()
                 if p.suffix in ('.png', '.jpg'))
 CONFIG = ROOT / 'configs' / 'clip' / 'vit-base-p32_clip-openai-pre_3rdparty_in1k.py'
 TIMM_NAME = 'vit_base_patch32_clip_224.openai_ft_in1k'

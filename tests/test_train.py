@@ -1,4 +1,4 @@
-"""tools/train.py end to end on a tiny ViT and a folder dataset built from ../shared/images.
+"""tools/train.py end to end on a tiny ViT and a folder dataset built from tests/data/images.
 
 Every run is a real mmengine Runner: loss goes down, a stopped run resumes to exactly the
 state of an uninterrupted one, two CPU processes train through tools/dist_train.sh, a

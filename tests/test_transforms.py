@@ -17,7 +17,7 @@ from mmclip.datasets.transforms import (CenterCrop, CropPctResize, ImageReadErro
 from mmclip.registry import MODELS, TRANSFORMS
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = sorted(p for p in (ROOT.parent / 'shared' / 'images').iterdir()
+IMAGES = sorted(p for p in (ROOT / 'tests' / 'data' / 'images').iterdir()
                 if p.suffix in ('.png', '.jpg'))
 # The 14 zoo configs and the timm model each one's weights come from.
 ZOO = {
@@ -67,7 +67,7 @@ def our_eval(config: Config):
 
 
 def test_the_zoo_table_matches_the_reference():
-    text = (ROOT.parent / 'shared' / 'reference' / 'model-zoo-facts.md').read_text()
+    text = (ROOT / 'tests' / 'data' / 'reference' / 'model-zoo-facts.md').read_text()
     for name, timm_name in ZOO.items():
         assert f'| {name} | {timm_name} |' in text
 
