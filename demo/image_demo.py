@@ -15,20 +15,25 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from mmclip import ImageClassificationInferencer
-from mmclip.engine.launch import USER_ERRORS
-from mmclip.utils import PRECISIONS
+from mmclip.datasets.transforms import read_rgb
+from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
+                                  chosen_precision, debug_requested, default_device,
+                                  exit_code_of)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Classify an image with an mmclip model.')
-    parser.add_argument('img', nargs='+', help='image file(s), classified as one batch')
+    parser = argparse.ArgumentParser(description='Classify an image with an mmclip model.',
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('img', nargs='+', help='image file(s)')
     parser.add_argument('model', help='model-zoo name or config file')
     parser.add_argument('--pretrained', help='checkpoint path or URL (default: the zoo '
                         "model's published weights)")
-    parser.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if "
-                        'available)')
-    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument('--device', help="'cpu' or 'cuda' (default: cuda if available, "
+                        'else cpu)')
+    add_precision_options(parser)
+    parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
     parser.add_argument('--topk', type=int, default=5, help='how many classes to print')
+    add_debug_option(parser)
     return parser.parse_args(argv)
 
 
@@ -43,20 +48,28 @@ def ranked_table(scores: np.ndarray, classes: Optional[Sequence[str]], topk: int
     return '\n'.join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    args = parse_args(argv)
-    if args.topk < 1:
-        raise ValueError(f'--topk must be at least 1; got {args.topk}.')
-    try:
-        inferencer = ImageClassificationInferencer(
-            args.model, pretrained=args.pretrained or True, device=args.device,
-            precision=args.precision)
-        results = inferencer(args.img)
-    except USER_ERRORS as err:
-        sys.exit(f'error: {err}')  # the message names the file or URL and what to do
+def run(args: argparse.Namespace) -> None:
+    for option in ('topk', 'batch_size'):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1; "
+                             f'got {getattr(args, option)}.')
+    device = args.device or default_device()
+    precision = chosen_precision(args, device)
+    # Every image is read (and its problem named) before the model is built.
+    images = [read_rgb(path) for path in args.img]
+    inferencer = ImageClassificationInferencer(
+        args.model, pretrained=args.pretrained or True, device=device, precision=precision)
+    print(f'{args.model} (weights: {args.pretrained or "published"}) on {device}, '
+          f'precision {precision}, batch {args.batch_size}', file=sys.stderr)
+    results = inferencer(images, batch_size=args.batch_size, channel_order='rgb',
+                         show_progress=False)
     for path, result in zip(args.img, results):
         print(f'{path}:\n{ranked_table(result["pred_scores"], inferencer.classes, args.topk)}')
 
 
+def main(argv: Optional[List[str]] = None) -> int:
+    return exit_code_of(lambda: run(parse_args(argv)), debug=debug_requested(argv))
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -179,9 +179,11 @@ def test_image_demo_prints_the_ranked_top_k(checkpoint, capsys):
     sys.argv = ['image_demo.py', str(image), config, '--pretrained', weights,
                 '--device', 'cpu', '--topk', '3']
     try:
-        runpy.run_path(str(demo / 'image_demo.py'), run_name='__main__')
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(demo / 'image_demo.py'), run_name='__main__')
     finally:
         sys.argv = saved
+    assert exit_info.value.code == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()
             if re.match(r'\s+\d+\s', line)]
     scores = inference_model(config, str(image), pretrained=weights, device='cpu')['pred_scores']
@@ -198,12 +200,16 @@ def test_image_demo_batches_images_and_exits_cleanly_offline(checkpoint, capsys,
     demo = Path(__file__).resolve().parents[1] / 'demo'
     images = [str(demo / 'cat.jpg'), str(demo / 'rocket.jpg')]
 
-    def run_demo(*args):
+    def run_demo(*args) -> int:
         monkeypatch.setattr(sys, 'argv', ['image_demo.py', *args])
-        runpy.run_path(str(demo / 'image_demo.py'), run_name='__main__')
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(demo / 'image_demo.py'), run_name='__main__')
+        return exit_info.value.code
 
-    run_demo(*images, config, '--pretrained', weights, '--device', 'cpu', '--topk', '1')
-    out = capsys.readouterr().out
+    assert run_demo(*images, config, '--pretrained', weights, '--device', 'cpu', '--topk', '1',
+                    '--batch-size', '2') == 0
+    out, err = capsys.readouterr()
+    assert 'on cpu, precision fp32, batch 2' in err
     for image in images:
         label = inference_model(config, image, pretrained=weights, device='cpu')['pred_label']
         block = out.split(f'{image}:\n', 1)[1].splitlines()
@@ -211,8 +217,7 @@ def test_image_demo_batches_images_and_exits_cleanly_offline(checkpoint, capsys,
 
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
     dead = 'http://127.0.0.1:1/clip-vit-test-deadbeef.pth'  # nothing listens on port 1
-    with pytest.raises(SystemExit) as exit_info:
-        run_demo(images[0], config, '--pretrained', dead, '--device', 'cpu')
-    message = str(exit_info.value.code)
-    assert message.startswith('error: ') and dead in message
+    assert run_demo(images[0], config, '--pretrained', dead, '--device', 'cpu') == 1
+    message = capsys.readouterr().err
+    assert message.startswith('ERROR: ') and dead in message and 'Traceback' not in message
     assert str(tmp_path / 'hub' / 'checkpoints' / 'clip-vit-test-deadbeef.pth') in message

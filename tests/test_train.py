@@ -391,8 +391,10 @@ def test_command_line_options_edit_a_copy_of_the_config(data_root, tmp_path):
             ['cfg.py', '--launcher', 'pytorch']))
         assert dist.env_cfg.dist_cfg.backend == 'gloo'
         assert dist.model_wrapper_cfg.device_ids is None
-        with pytest.raises(ValueError, match='needs a CUDA device'):
-            train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--amp']))
+        amp = train_tool.merge_args(cfg, train_tool.parse_args(['cfg.py', '--amp']))
+        assert amp.optim_wrapper.type == 'BF16AutocastOptimWrapper'
+        with pytest.raises(ValueError, match='--precision fp16: .*needs a CUDA device'):
+            train_tool.parse_args(['cfg.py', '--precision', 'fp16'])
     assert cfg.to_dict() == original, 'the caller\'s config must not change'
 
     with pytest.raises(FileNotFoundError, match='no such checkpoint'):

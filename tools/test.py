@@ -1,13 +1,14 @@
 """Evaluate a checkpoint on a config's test set (ImageNet-1k val for the zoo configs).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.json|FILE.pkl]
-        [--skip-bad-images] [--amp | --precision fp32|bf16|fp16] [--compile]
-        [--cfg-options k=v ...]
-        [--launcher none|pytorch|slurm|mpi]
+    python tools/test.py CONFIG|MODEL_NAME [CHECKPOINT] [--data-root DIR] [--work-dir DIR]
+        [--out FILE.json|FILE.pkl] [--skip-bad-images] [--amp | --precision fp32|bf16|fp16]
+        [--compile] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+        [--verbose] [--debug]
 
-CHECKPOINT is a local file (.pth/.pt/.bin/.safetensors, mmclip or timm keys) or an
-http(s) URL, loaded strictly by ``mmclip.checkpoint.load_checkpoint``. Progress is logged
-by rank 0; the metrics end in a table, and ``--out`` writes one record per image (file,
+CONFIG is a config file or a model-zoo name (``mmclip.list_models()``). CHECKPOINT is a
+local file (.pth/.pt/.bin/.safetensors, mmclip or timm keys) or an http(s) URL, loaded
+strictly by ``mmclip.checkpoint.load_checkpoint``; it may be left out after a zoo name
+(the zoo weights). Progress is logged by rank 0; the metrics end in a table, and ``--out`` writes one record per image (file,
 gt label, predicted label, score) in dataset order. Multi-process runs gather results
 through the process group (no shared folder needed) and give up after
 ``env_cfg.dist_cfg.timeout`` seconds (default 1800) if a rank stops answering. Any
@@ -18,7 +19,7 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -28,19 +29,27 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
-from mmclip.checkpoint import load_checkpoint
-from mmclip.engine.launch import (apply_common_args, configure_distributed, exit_code_of,
-                                  init_cpu_process_group)
+from mmclip.checkpoint import describe_sources, load_checkpoint
+from mmclip.engine import QuietRunner
+from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
+                                  apply_common_args, chosen_precision, configure_distributed,
+                                  debug_requested, default_device, exit_code_of,
+                                  init_cpu_process_group, load_config, set_data_root)
 from mmclip.evaluation import check_out_file
-from mmclip.utils import PRECISIONS, maybe_compile
+from mmclip.utils import maybe_compile
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Evaluate a checkpoint with an mmclip config.')
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file path or http(s) URL')
+    parser = argparse.ArgumentParser(description='Evaluate a checkpoint with an mmclip config.',
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('config', help='config file path, or a model-zoo name')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint file path or http(s) URL (default, after a zoo '
+                        "name: the model's published weights)")
+    parser.add_argument('--data-root', help='dataset folder (sets test_dataloader.dataset.'
+                        "data_root; default: the config's)")
     parser.add_argument('--work-dir', help='where logs go (default: the config\'s work_dir, '
                         'else ./work_dirs/<config name>)')
     parser.add_argument('--out', help='write per-image predictions, in dataset order, to '
@@ -48,23 +57,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--skip-bad-images', action='store_true',
                         help='skip unreadable images (one warning line each, counted in the '
                         'results) instead of stopping at the first one')
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument('--amp', action='store_true',
-                           help='autocast: fp16 on CUDA, bf16 on the CPU')
-    precision.add_argument('--precision', choices=PRECISIONS, default='fp32',
-                           help='forward-pass precision (fp16 needs CUDA)')
+    add_precision_options(parser)
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the backbone (the first batches compile)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. test_dataloader.batch_size=32')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also show the environment, the full config and the hook order '
+                        'on the console (they always go to the log file in the work dir)')
+    add_debug_option(parser)
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.out is not None:
         check_out_file(args.out)  # fail now, not after the whole evaluation
-    if args.precision == 'fp16' and not torch.cuda.is_available():
-        parser.error('--precision fp16 needs CUDA; on the CPU use --precision bf16 (or --amp).')
+    args.precision = chosen_precision(args, default_device())
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -72,6 +81,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Apply the command-line options to a copy of ``cfg``."""
     cfg = apply_common_args(cfg, args)
+    if args.data_root is not None:
+        set_data_root(cfg, args.data_root, ['test_dataloader'])
     # Weights come from CHECKPOINT through mmclip's loader, not mmengine's load_from.
     cfg.load_from, cfg.resume = None, False
     if args.skip_bad_images:
@@ -80,11 +91,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         evaluators = cfg.test_evaluator
         evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
         cfg.test_evaluator = evaluators + [dict(type='DumpPredictions', out_file=args.out)]
-    precision = args.precision
-    if args.amp:
-        precision = 'fp16' if torch.cuda.is_available() else 'bf16'
     test_cfg = {k: v for k, v in (cfg.get('test_cfg') or {}).items() if k != 'fp16'}
-    cfg.test_cfg = dict(test_cfg, type='PrecisionTestLoop', precision=precision)
+    cfg.test_cfg = dict(test_cfg, type='PrecisionTestLoop', precision=args.precision)
     # uint8 batches copy to the GPU faster from pinned memory.
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     configure_distributed(cfg)
@@ -117,25 +125,41 @@ def format_metrics_table(metrics: dict, details_file: str) -> str:
     return '\n'.join(rows)
 
 
+def config_and_checkpoint(args: argparse.Namespace) -> Tuple[Config, Union[str, Sequence[str]]]:
+    """The config of CONFIG (a file or a zoo name) and the checkpoint source(s) to load."""
+    cfg, info = load_config(args.config)
+    if args.checkpoint is not None:
+        return cfg, args.checkpoint
+    if info is None or not info.sources:
+        raise ValueError(f'CHECKPOINT is missing: {args.config} is a config file, so say which '
+                         f'weights to evaluate (only a model-zoo name brings its own).')
+    return cfg, info.sources
+
+
 def run(args: argparse.Namespace) -> dict:
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg, checkpoint = config_and_checkpoint(args)
+    cfg = merge_args(cfg, args)
     init_cpu_process_group(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = (Runner if args.verbose else QuietRunner).from_cfg(cfg)
     # Every rank loads; for a URL the loader downloads once per node into the cache.
-    load_checkpoint(runner.model, args.checkpoint, strict=True, logger=runner.logger)
-    maybe_compile(runner.model.module if is_model_wrapper(runner.model) else runner.model,
-                  args.compile)
+    load_checkpoint(runner.model, checkpoint, strict=True, logger=runner.logger)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    maybe_compile(model, args.compile)
+    runner.logger.info(f'Evaluating {args.config} on {len(runner.test_loop.dataloader.dataset)} '
+                       f'images: device {next(model.parameters()).device}, precision '
+                       f'{args.precision}, batch {runner.test_loop.dataloader.batch_size}')
     metrics = runner.test()
     if is_main_process():
         details = osp.join(runner.log_dir, f'{runner.timestamp}.json')
-        runner.logger.info('Results of ' + args.checkpoint + '\n' +
+        runner.logger.info(f'Results of {args.config} with {describe_sources(checkpoint)}\n' +
                            format_metrics_table(metrics, details))
+        written = [runner.log_dir] + ([args.out] if args.out else [])
+        runner.logger.info(f"Written: {', '.join(written)}")
     return metrics
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    return exit_code_of(lambda: run(args))
+    return exit_code_of(lambda: run(parse_args(argv)), debug=debug_requested(argv))
 
 if __name__ == '__main__':
     sys.exit(main())

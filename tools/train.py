@@ -1,13 +1,18 @@
 """Train (fine-tune) a model from an mmclip config with mmengine's Runner.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
+    python tools/train.py CONFIG [--data-root DIR] [--pretrained PATH_OR_URL]
+        [--work-dir DIR] [--resume [auto|PATH]] [--amp | --precision fp32|bf16|fp16]
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+        [--verbose] [--debug]
 
 ``--resume`` alone (or ``--resume auto``) continues from the latest checkpoint in the
 work dir, and starts afresh when there is none, so the same command can be re-submitted
 after a preemption. ``--resume PATH`` continues from that checkpoint. Pre-trained
-weights for fine-tuning come from the config's ``LoadPretrainedHook``, which a resumed
-run skips. Without CUDA, distributed runs use the gloo backend on the CPU.
+weights for fine-tuning come from the config's ``LoadPretrainedHook`` (``--pretrained``
+replaces its checkpoint), which a resumed run skips. ``--data-root`` points the train,
+val and test datasets at one folder. Both show in the config dumped to the work dir.
+Before the first iteration, a head whose ``num_classes`` differs from the training set's
+class count stops the run. Without CUDA, distributed runs use the gloo backend on the CPU.
 """
 import argparse
 import os
@@ -15,38 +20,52 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-import torch
 from mmengine.config import Config, DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
 # Safe checkpoint loading for load_from / --resume under torch's weights_only default.
 import mmclip.checkpoint  # noqa: F401
-from mmclip.engine.launch import (apply_common_args, configure_distributed, exit_code_of,
-                                  init_cpu_process_group)
+from mmclip.checkpoint.download import is_url
+from mmclip.engine import QuietRunner
+from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
+                                  apply_common_args, chosen_precision, configure_distributed,
+                                  debug_requested, default_device, exit_code_of,
+                                  init_cpu_process_group, load_config, set_data_root)
 from mmclip.registry import RUNNERS
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a classifier from an mmclip config.')
-    parser.add_argument('config', help='config file path')
+    parser = argparse.ArgumentParser(description='Train a classifier from an mmclip config.',
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('config', help='config file path, or a model-zoo name')
+    parser.add_argument('--data-root', help='dataset folder for the train, val and test '
+                        "datasets (their data_root; default: the config's)")
+    parser.add_argument('--pretrained', help='checkpoint path or URL to fine-tune from (the '
+                        "LoadPretrainedHook's checkpoint; default: the config's)")
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: the config\'s work_dir, else ./work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help="'auto' (or no value): the latest checkpoint in the work dir, if "
-                        'any; or a checkpoint path to continue from')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (fp16 autocast with dynamic loss scaling; CUDA)')
+                        'any; or a checkpoint path to continue from (default: no resume)')
+    add_precision_options(parser)
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by (GPUs x batch size) / auto_scale_lr.base_batch_size')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. train_cfg.max_epochs=10')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also show the environment, the full config and the hook order '
+                        'on the console (they always go to the log file in the work dir)')
+    add_debug_option(parser)
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.precision = chosen_precision(args, default_device())
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -54,6 +73,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Apply the command-line options to ``cfg`` (a new Config; ``cfg`` is not changed)."""
     cfg = apply_common_args(cfg, args)
+    if args.data_root is not None:
+        set_data_root(cfg, args.data_root)
+    if args.pretrained is not None:
+        set_pretrained(cfg, args.pretrained)
 
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
@@ -62,8 +85,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file.')
         cfg.resume, cfg.load_from = True, args.resume
 
-    if args.amp:
-        enable_amp(cfg)
+    set_precision(cfg, args.precision)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config '
@@ -73,35 +95,79 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def enable_amp(cfg: Config) -> None:
-    if not torch.cuda.is_available():
-        raise ValueError('--amp needs a CUDA device (mmengine\'s AmpOptimWrapper); none is '
-                         'available. Train in fp32 on the CPU, or run on a GPU.')
+def set_pretrained(cfg: Config, source: str) -> None:
+    """Make the config's ``LoadPretrainedHook`` load ``source`` (and a top-level
+    ``pretrained`` variable say so, for the dumped config)."""
+    if not is_url(source) and not osp.isfile(source):
+        raise FileNotFoundError(f'--pretrained {source}: no such checkpoint file.')
+    hooks = [h for h in cfg.get('custom_hooks') or [] if h.get('type') == 'LoadPretrainedHook']
+    if not hooks:
+        raise ValueError('--pretrained sets the checkpoint of the LoadPretrainedHook in '
+                         'custom_hooks; this config has none. Add dict(type='
+                         "'LoadPretrainedHook', checkpoint=...) to custom_hooks, or use "
+                         '--cfg-options load_from=PATH for a checkpoint of this very model.')
+    for hook in hooks:
+        hook['checkpoint'] = source
+    if 'pretrained' in cfg:
+        cfg.pretrained = source
+
+
+# Optimizer wrapper per training precision: float16 needs loss scaling (mmengine's, CUDA
+# only); bfloat16 autocast alone runs on the CPU and on CUDA.
+PRECISION_WRAPPERS = {'fp16': 'AmpOptimWrapper', 'bf16': 'BF16AutocastOptimWrapper'}
+
+
+def set_precision(cfg: Config, precision: str) -> None:
+    """Switch ``optim_wrapper`` to the mixed-precision wrapper of ``precision``."""
+    if precision == 'fp32':
+        return
+    wanted = PRECISION_WRAPPERS[precision]
     wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if wrapper_type == 'AmpOptimWrapper':
+    if wrapper_type == wanted:
         return
     if wrapper_type != 'OptimWrapper':
-        raise ValueError(f"--amp replaces optim_wrapper.type 'OptimWrapper'; the config uses "
-                         f'{wrapper_type!r}.')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        raise ValueError(f"--precision {precision} replaces optim_wrapper.type 'OptimWrapper' "
+                         f'by {wanted!r}; the config uses {wrapper_type!r}.')
+    cfg.optim_wrapper.type = wanted
+    if precision == 'fp16':
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
 
-def build_runner(cfg: Config) -> Runner:
+def check_num_classes(runner: Runner) -> None:
+    """A head of another class count than the training set's is an error, before training."""
+    dataset = runner.train_loop.dataloader.dataset
+    classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    head_classes = getattr(getattr(model, 'head', None), 'num_classes', None)
+    if classes is None or head_classes is None or len(classes) == head_classes:
+        return
+    raise ValueError(
+        f'The model head has num_classes={head_classes} but the training set has '
+        f'{len(classes)} classes; set --cfg-options model.head.num_classes={len(classes)} '
+        f'(and data_preprocessor.num_classes={len(classes)} where the config sets it).')
+
+
+def build_runner(cfg: Config, verbose: bool) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return (Runner if verbose else QuietRunner).from_cfg(cfg)
 
 
 def train(args: argparse.Namespace) -> None:
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = merge_args(load_config(args.config)[0], args)
     init_cpu_process_group(cfg)
-    build_runner(cfg).train()
+    runner = build_runner(cfg, args.verbose)
+    check_num_classes(runner)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    runner.logger.info(
+        f'Training {args.config} on {len(runner.train_loop.dataloader.dataset)} images: device '
+        f'{next(model.parameters()).device}, precision {args.precision}; checkpoints and logs '
+        f'go to {runner.work_dir}')
+    runner.train()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    return exit_code_of(lambda: train(args))
+    return exit_code_of(lambda: train(parse_args(argv)), debug=debug_requested(argv))
 
 
 if __name__ == '__main__':

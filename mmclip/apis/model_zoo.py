@@ -93,7 +93,8 @@ def get_model_info(name: str) -> ModelInfo:
     """The zoo entry of ``name``; ``ValueError`` with the closest names if unknown."""
     zoo = _zoo()
     if name not in zoo:
-        close = difflib.get_close_matches(name, list(zoo), n=3, cutoff=0.5)
+        # cutoff 0: a short guess such as 'vit-b32' still gets its nearest names.
+        close = difflib.get_close_matches(str(name), list(zoo), n=3, cutoff=0)
         hint = f' Did you mean {close}?' if close else ''
         raise ValueError(f'{name!r} is neither a model-zoo name nor a config file.{hint} '
                          f'See mmclip.list_models() for the {len(zoo)} names.')

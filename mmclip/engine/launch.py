@@ -1,39 +1,178 @@
-"""Distributed set-up shared by tools/train.py and tools/test.py.
+"""Command-line plumbing shared by the tools (tools/*.py, demo/image_demo.py).
 
-mmengine 0.10.7 assumes CUDA for ``--launcher pytorch``: its launcher calls
-``torch.cuda.set_device`` and its DDP wrapper passes ``device_ids=[LOCAL_RANK]``, both of
-which fail on a CPU-only machine. These helpers use gloo and CPU DDP there, and give every
-collective a finite timeout so that a dead rank ends the job instead of hanging it.
+- One error path: ``exit_code_of`` turns a user error (``USER_ERRORS``: a bad argument,
+  file, image, dataset or checkpoint) into one ``ERROR`` line and exit code 1; ``--debug``
+  or ``MMCLIP_DEBUG=1`` shows the traceback instead.
+- One help style (``HelpFormatter``: every option shows its default) and one meaning of
+  ``--amp`` / ``--precision`` (``add_precision_options``, ``chosen_precision``).
+- Config loading from a file or a zoo name (``load_config``) and the options
+  tools/train.py and tools/test.py share (``apply_common_args``: ``--cfg-options``,
+  ``--work-dir``, ``--data-root``, worker count capped at the machine's cores).
+- Distributed set-up: mmengine 0.10.7 assumes CUDA for ``--launcher pytorch`` (its
+  launcher calls ``torch.cuda.set_device`` and its DDP wrapper passes
+  ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU-only machine). These helpers
+  use gloo and CPU DDP there, and give every collective a finite timeout so that a dead
+  rank ends the job instead of hanging it.
 """
+import argparse
 import copy
 import datetime
+import difflib
+import os
 import os.path as osp
+import sys
 from argparse import Namespace
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
+from mmclip.apis.model_zoo import ModelInfo, get_model_info
 from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
                                StateDictMismatchError, UnsafeCheckpointError)
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
+from mmclip.utils import PRECISIONS, amp_precision, check_precision
 
 DEFAULT_DIST_TIMEOUT_S = 1800
 
+DEBUG_ENV = 'MMCLIP_DEBUG'
+LOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
 # Errors whose message already says what is wrong, where and what to do (an unreadable
-# image, a dataset layout, a checkpoint): the tools show them as they are, without a
+# image, a dataset layout, a checkpoint, an argument or file checked with ValueError /
+# FileNotFoundError as the API does): the tools show them as they are, without a
 # traceback through mmengine and the DataLoader.
 USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
-               StateDictMismatchError, UnsafeCheckpointError)
+               StateDictMismatchError, UnsafeCheckpointError, ValueError, FileNotFoundError,
+               IsADirectoryError, NotADirectoryError)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already names it or
+    there is none to name (a switch, an unset option)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ''
+        if ('default' in text or action.default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings):
+            return text
+        return f'{text} (default: %(default)s)'
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """``--debug``: the full traceback of an error instead of its one line."""
+    parser.add_argument('--debug', action='store_true',
+                        help=f'show the traceback of an error, not just its message '
+                        f'(also: {DEBUG_ENV}=1)')
+
+
+def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:
+    """``--debug`` in ``argv`` (default ``sys.argv``) or ``MMCLIP_DEBUG`` set to a non-zero value;
+    read before parsing, so that errors in parsing and checking arguments honour it too."""
+    argv = sys.argv[1:] if argv is None else argv
+    return '--debug' in argv or os.environ.get(DEBUG_ENV, '0') not in ('', '0')
+
+
+def add_precision_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """``--amp`` and ``--precision`` (exclusive), with one meaning in every tool."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument('--amp', action='store_true',
+                       help='mixed precision: bf16 autocast on the CPU, fp16 autocast on CUDA '
+                       '(fp16 with loss scaling when training)')
+    group.add_argument('--precision', choices=PRECISIONS, nargs='+' if several else None,
+                       default=['fp32'] if several else 'fp32',
+                       help='precision of the forward pass' + (' (one or more)' if several
+                                                                else '') +
+                       '; bf16 on CPU or CUDA, fp16 on CUDA only')
+
+
+def chosen_precision(args: Namespace, device: str) -> str:
+    """The precision ``--amp`` / ``--precision`` asks for on ``device``.
+
+    Raises:
+        ValueError: one the device cannot run (fp16 on the CPU), naming the option.
+    """
+    precision = amp_precision(device) if args.amp else args.precision
+    try:
+        check_precision(precision, device)
+    except ValueError as err:
+        raise ValueError(f'--precision {precision}: {err}') from None
+    return precision
+
+
+def default_device() -> str:
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def load_config(spec: str) -> Tuple[Config, Optional[ModelInfo]]:
+    """The config of ``spec``, a ``.py`` config file or a model-zoo name, and its zoo entry
+    (None for a file).
+
+    Raises:
+        FileNotFoundError: no such config file, with the closest file names beside it.
+        ValueError: neither a file nor a zoo name, with the closest zoo names.
+    """
+    if spec.endswith('.py'):
+        if not osp.isfile(spec):
+            folder = Path(spec).parent
+            siblings = [p.name for p in folder.glob('*.py')] if folder.is_dir() else []
+            close = difflib.get_close_matches(Path(spec).name, siblings, n=3, cutoff=0.6)
+            hint = f' Did you mean {close} (in {folder})?' if close else ''
+            raise FileNotFoundError(f'Config file {spec} does not exist.{hint} A model-zoo '
+                                    f'name works too (mmclip.list_models()).')
+        return Config.fromfile(spec), None
+    info = get_model_info(spec)
+    return Config.fromfile(info.config), info
+
+
+# Top-level config variables are resolved when the file is read: overriding them later
+# changes nothing, so these are refused with the option that does the job.
+_RESOLVED_VARIABLES = {'data_root': '--data-root DIR',
+                       'pretrained': '--pretrained PATH_OR_URL (tools/train.py)',
+                       'num_classes': 'model.head.num_classes=N (and data_preprocessor.'
+                                      'num_classes=N where the config sets it)'}
+
+
+def check_cfg_options(options: Optional[dict]) -> None:
+    """Refuse ``--cfg-options`` keys that are top-level variables of the configs."""
+    for key in options or {}:
+        if key in _RESOLVED_VARIABLES:
+            raise ValueError(f'--cfg-options {key}=...: {key} is a variable the config file '
+                             f'uses when it is read, so setting it afterwards changes nothing; '
+                             f'use {_RESOLVED_VARIABLES[key]}.')
+
+
+def set_data_root(cfg: Config, root: str, loader_keys: Sequence[str] = LOADER_KEYS) -> None:
+    """Point the datasets of ``loader_keys`` (those the config has) at ``root``, in place;
+    a top-level ``data_root`` variable is updated too, so the dumped config tells the truth."""
+    if not osp.isdir(root):
+        raise NotADirectoryError(f'--data-root {root}: no such directory.')
+    for key in loader_keys:
+        if cfg.get(key) is not None and cfg[key].get('dataset') is not None:
+            cfg[key].dataset.data_root = root
+    if 'data_root' in cfg:
+        cfg.data_root = root
+
+
+def cap_num_workers(cfg: Config) -> None:
+    """At most one DataLoader worker per core this process may use (torch warns beyond)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    for key in LOADER_KEYS:
+        loader = cfg.get(key)
+        if loader is not None and loader.get('num_workers', 0) > (cores or 1):
+            loader.num_workers = cores or 1
 
 
 def apply_common_args(cfg: Config, args: Namespace) -> Config:
     """A copy of ``cfg`` with the options tools/train.py and tools/test.py share:
     ``--cfg-options``, ``--launcher`` and ``--work-dir`` (default: the config's
-    ``work_dir``, else ``./work_dirs/<config name>``). ``cfg`` is not changed."""
+    ``work_dir``, else ``./work_dirs/<config or zoo name>``); DataLoader workers are capped
+    at the cores available. ``cfg`` is not changed."""
     cfg = copy.deepcopy(cfg)
+    check_cfg_options(args.cfg_options)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
@@ -41,6 +180,7 @@ def apply_common_args(cfg: Config, args: Namespace) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cap_num_workers(cfg)
     return cfg
 
 
@@ -87,12 +227,20 @@ def user_message(err: Exception) -> str:
     return message
 
 
-def exit_code_of(run: Callable[[], Any]) -> int:
-    """Run a tool's body: 0 when it finishes; 1, with a one-line error log, for a
-    ``USER_ERRORS`` error. Other errors propagate with their traceback."""
+def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
+    """Run a tool's body: 0 when it finishes; 1, with a one-line error, for a
+    ``USER_ERRORS`` error (logged, so that it also reaches the log file, once a Runner
+    has a logger; else printed to stderr as ``ERROR: <message>``). Other errors, and every error with ``debug``
+    (default: ``debug_requested()``), propagate with their traceback."""
     try:
         run()
     except USER_ERRORS as err:
-        MMLogger.get_current_instance().error(user_message(err))
+        if debug_requested() if debug is None else debug:
+            raise
+        logger = MMLogger.get_current_instance()
+        if logger.instance_name == 'mmengine':  # mmengine's fallback: no Runner has started
+            print(f'ERROR: {user_message(err)}', file=sys.stderr)
+        else:
+            logger.error(user_message(err))
         return 1
     return 0

@@ -1,4 +1,4 @@
-from .precision import (PRECISIONS, autocast_context, check_precision,
+from .precision import (PRECISIONS, amp_precision, autocast_context, check_precision,
                         maybe_compile)
 
-__all__ = ['PRECISIONS', 'autocast_context', 'check_precision', 'maybe_compile']
+__all__ = ['PRECISIONS', 'amp_precision', 'autocast_context', 'check_precision', 'maybe_compile']

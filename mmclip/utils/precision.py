@@ -9,6 +9,8 @@ Inferencer, ``tools/test.py`` and ``tools/analysis_tools/benchmark.py`` agree:
   autocast, so logits stay close to fp32.
 - ``'fp16'``: ``torch.autocast`` with ``float16``, CUDA only (CPU fp16 matmuls are slow and
   not what a user asking for speed wants).
+
+``--amp`` in every tool means ``amp_precision(device)``: bf16 on the CPU, fp16 on CUDA.
 """
 from contextlib import AbstractContextManager, nullcontext
 from typing import Union
@@ -24,6 +26,11 @@ _AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 def _device_type(device: Union[str, torch.device]) -> str:
     """'cuda:1' / torch.device('cuda', 1) -> 'cuda'."""
     return torch.device(device).type
+
+
+def amp_precision(device: Union[str, torch.device]) -> str:
+    """What ``--amp`` means on ``device``: 'fp16' on CUDA, else 'bf16'."""
+    return 'fp16' if _device_type(device) == 'cuda' else 'bf16'
 
 
 def check_precision(precision: str, device: Union[str, torch.device] = 'cpu') -> None:
