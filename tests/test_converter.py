@@ -15,13 +15,15 @@ TOOL = ROOT / 'tools' / 'model_converters' / 'timm_to_mmclip.py'
 SEED_CONFIG = str(ROOT / 'configs' / 'clip' / 'vit-base-p32_pt-64xb64_in1k.py')
 
 
-def run_tool(*argv: str) -> None:
+def run_tool(*argv: str) -> int:
     saved = sys.argv
     sys.argv = [str(TOOL), *argv]
     try:
-        runpy.run_path(str(TOOL), run_name='__main__')
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(TOOL), run_name='__main__')
     finally:
         sys.argv = saved
+    return exit_info.value.code
 
 
 def test_converted_and_direct_safetensors_give_timm_logits(tmp_path, capsys):
@@ -32,7 +34,7 @@ def test_converted_and_direct_safetensors_give_timm_logits(tmp_path, capsys):
     save_file(reference.state_dict(), str(src))
     dst = tmp_path / 'clip-vit-base-p32.pth'
 
-    run_tool(str(src), str(dst), '--verify')
+    assert run_tool(str(src), str(dst), '--verify') == 0
 
     out = capsys.readouterr().out
     converted = read_checkpoint_file(str(dst))
@@ -51,17 +53,20 @@ def test_converted_and_direct_safetensors_give_timm_logits(tmp_path, capsys):
     assert (from_converted - expected).abs().max().item() <= 1e-4
 
 
-def test_bin_to_safetensors_and_bad_input(tmp_path, tiny_config):
+def test_bin_to_safetensors_and_bad_input(tmp_path, tiny_config, capsys):
     reference = timm.create_model('vit_base_patch32_clip_224', pretrained=False, img_size=64,
                                   patch_size=16, embed_dim=64, depth=2, num_heads=2,
                                   mlp_ratio=2.0, num_classes=10)
     torch.save(reference.state_dict(), tmp_path / 'pytorch_model.bin')
-    run_tool(str(tmp_path / 'pytorch_model.bin'), str(tmp_path / 'out.safetensors'))
+    assert run_tool(str(tmp_path / 'pytorch_model.bin'), str(tmp_path / 'out.safetensors')) == 0
     converted = read_checkpoint_file(str(tmp_path / 'out.safetensors'))
     assert len(converted) == len(reference.state_dict())
     for timm_key, value in reference.state_dict().items():
         assert torch.equal(converted[rename_key(timm_key)], value), timm_key
 
     torch.save(converted, tmp_path / 'already_mmclip.pth')
-    with pytest.raises(ValueError, match='already_mmclip.pth is not a timm ViT state dict'):
-        run_tool(str(tmp_path / 'already_mmclip.pth'), str(tmp_path / 'again.pth'))
+    capsys.readouterr()
+    assert run_tool(str(tmp_path / 'already_mmclip.pth'), str(tmp_path / 'again.pth')) == 1
+    err = capsys.readouterr().err
+    assert 'already_mmclip.pth is not a timm ViT state dict' in err
+    assert 'converted already' in err and 'Traceback' not in err

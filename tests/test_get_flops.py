@@ -28,9 +28,11 @@ def run_get_flops(config: Path, capsys) -> str:
     argv = sys.argv
     sys.argv = ['get_flops.py', str(config)]
     try:
-        runpy.run_path(str(ROOT / 'tools/analysis_tools/get_flops.py'), run_name='__main__')
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(ROOT / 'tools/analysis_tools/get_flops.py'), run_name='__main__')
     finally:
         sys.argv = argv
+    assert exit_info.value.code == 0
     return capsys.readouterr().out
 
 

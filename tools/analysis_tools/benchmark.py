@@ -44,15 +44,17 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
 from mmclip.checkpoint import load_checkpoint, rename_key
+from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
+                                  check_cfg_options, debug_requested, default_device,
+                                  exit_code_of, load_config)
 from mmclip.registry import TRANSFORMS
-from mmclip.utils import PRECISIONS, autocast_context, check_precision, maybe_compile
+from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 TIMM_SIZES = {16: (224, 384), 32: (224, 384, 448)}  # timm CLIP fine-tunes that exist
@@ -61,14 +63,17 @@ TIMERS = {'wall': time.perf_counter, 'cpu': time.process_time}
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Model-only, end-to-end and start-up speed of a config.')
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('--checkpoint', help='weights to load (path or URL); default random')
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--precision', nargs='+', default=['fp32'], choices=PRECISIONS,
-                        help='one or more; fp16 needs CUDA')
+        description='Model-only, end-to-end and start-up speed of a config.',
+        formatter_class=HelpFormatter)
+    parser.add_argument('config', help='config file path, or a model-zoo name')
+    parser.add_argument('--checkpoint', help='weights to load (path or URL; default: random '
+                        'weights, which run at the same speed)')
+    parser.add_argument('--batch-size', type=int, default=32, help='images per batch')
+    add_precision_options(parser, several=True)
     parser.add_argument('--compile', action='store_true', help='torch.compile the models')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default=default_device(),
+                        help="where the model runs: 'cpu' or 'cuda[:N]' (default: cuda if "
+                        'available, else cpu)')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--timer', choices=TIMERS, default='wall',
                         help="'wall' clock, or this process's 'cpu' time (CPU only: with "
@@ -88,13 +93,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', help='write the results to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.head.num_classes=10')
+    add_debug_option(parser)
     parser.add_argument('--startup-child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.amp:
+        args.precision = [amp_precision(args.device)]
     for precision in args.precision:
         try:
             check_precision(precision, args.device)
         except ValueError as err:
             parser.error(f'--precision {precision}: {err}')
+    check_cfg_options(args.cfg_options)
     if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: no CUDA device is available; use --device cpu')
     if args.timer == 'cpu' and torch.device(args.device).type != 'cpu':
@@ -116,8 +125,8 @@ def default_num_workers() -> int:
 
 
 # ---- model building ------------------------------------------------------------------
-def load_config(path: str, cfg_options: Optional[dict]) -> Config:
-    cfg = Config.fromfile(path)
+def config_with_options(spec: str, cfg_options: Optional[dict]) -> Config:
+    cfg = load_config(spec)[0]
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -368,9 +377,9 @@ def startup_child(args: argparse.Namespace) -> dict:
             f'test_dataloader.num_workers={args.num_workers}',
             '--precision', args.precision[0]
         ])
-        cfg = test_tool.merge_args(Config.fromfile(args.config), test_args)
+        cfg = test_tool.merge_args(load_config(args.config)[0], test_args)
         mark('config')
-        runner = Runner.from_cfg(cfg)
+        runner = test_tool.QuietRunner.from_cfg(cfg)
         mark('Runner: model build, logger, environment info')
         load_checkpoint(runner.model, args.checkpoint, strict=True, logger=runner.logger)
         mark('checkpoint load')
@@ -435,8 +444,7 @@ def print_startup(report: dict) -> None:
     print(f'  {"total":<45}{report["total_s"]:>7.2f}')
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def run(argv: List[str]) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -450,7 +458,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         report['startup'] = benchmark_startup(argv)
         print_startup(report['startup'])
     else:
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = config_with_options(args.config, args.cfg_options)
         model = get_model(cfg, pretrained=args.checkpoint or False, device=args.device)
         report['model_only'] = benchmark_model(model, args)
         print_model_table(report['model_only'], args)
@@ -466,5 +474,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         Path(args.out).write_text(json.dumps(report, indent=2))
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return exit_code_of(lambda: run(argv), debug=debug_requested(argv))
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -6,23 +6,37 @@ config's own resolution (``model.backbone.img_size``) unless ``--shape`` says ot
     python tools/analysis_tools/get_flops.py configs/clip/vit-base-p32_pt-64xb64_in1k.py
 """
 import argparse
+import sys
 from typing import Optional, Sequence, Tuple
 
 import torch
 from mmengine.analysis import get_model_complexity_info
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 from mmclip import get_model
+from mmclip.engine.launch import (HelpFormatter, add_debug_option, check_cfg_options,
+                                  debug_requested, exit_code_of, load_config)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Count Params and FLOPs of a model config.')
-    parser.add_argument('config', help='config file path')
+    parser = argparse.ArgumentParser(description='Count Params and FLOPs of a model config.',
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('config', help='config file path, or a model-zoo name')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input height and width (default: the backbone img_size)')
+                        help='input height and width, multiples of the patch size '
+                        '(default: the backbone img_size)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.head.num_classes=10')
+    add_debug_option(parser)
     return parser.parse_args(argv)
+
+
+def check_shape(shape: Tuple[int, int], patch: int) -> None:
+    """The backbone floors the patch grid: 250 px at patch 32 would be counted as 224."""
+    if any(side < patch or side % patch for side in shape):
+        near = sorted({max(patch, round(side / patch) * patch) for side in shape})
+        raise ValueError(f'--shape {shape[0]} {shape[1]}: each side must be a multiple of the '
+                         f'patch size {patch} (e.g. {" or ".join(map(str, near))}).')
 
 
 def count(model: torch.nn.Module, shape: Tuple[int, int]) -> Tuple[int, int, str]:
@@ -45,14 +59,15 @@ def params_at_224_grid(model: torch.nn.Module, params: int) -> int:
     return params - extra_tokens * backbone.embed_dims
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+def run(args: argparse.Namespace) -> None:
+    cfg = load_config(args.config)[0]
+    check_cfg_options(args.cfg_options)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    model = get_model(cfg)
     size = cfg.model.backbone.get('img_size', 224)
     shape = tuple(args.shape) if args.shape else (size, size)
+    check_shape(shape, cfg.model.backbone.get('patch_size', 16))
+    model = get_model(cfg)
     params, flops, table = count(model, shape)
     print(table)
     split = '=' * 30
@@ -64,5 +79,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(split)
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return exit_code_of(lambda: run(parse_args(argv)), debug=debug_requested(argv))
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -14,6 +14,7 @@ model from DST, runs both on the same random batch and prints the largest differ
 """
 import argparse
 import os.path as osp
+import sys
 from typing import Dict, List, Optional
 
 import torch
@@ -21,26 +22,34 @@ import torch
 import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint import convert_timm_state_dict, is_timm_state_dict, read_checkpoint_file
 from mmclip.checkpoint.download import sha256_of
+from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 
 SEED_CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'clip',
                        'vit-base-p32_pt-64xb64_in1k.py')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Convert a timm CLIP ViT checkpoint to mmclip.')
+    parser = argparse.ArgumentParser(description='Convert a timm CLIP ViT checkpoint to mmclip.',
+                                     formatter_class=HelpFormatter)
     parser.add_argument('src', help='timm checkpoint (.safetensors / .bin / .pth)')
     parser.add_argument('dst', help='output file (.pth, or .safetensors)')
     parser.add_argument('--verify', action='store_true',
                         help='compare the logits of timm and mmclip on a random batch')
+    add_debug_option(parser)
     return parser.parse_args(argv)
 
 
 def load_timm_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'SRC {path}: no such file.')
     checkpoint = read_checkpoint_file(path)
     state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict) or not is_timm_state_dict(state_dict):
-        raise ValueError(f'{path} is not a timm ViT state dict: expected keys such as '
-                         f'patch_embed.proj.weight and blocks.0.*, bare or under "state_dict".')
+        already = isinstance(state_dict, dict) and any(k.startswith('backbone.') for k in state_dict)
+        hint = ' It has mmclip keys (backbone.*): it is converted already.' if already else ''
+        raise ValueError(f'SRC {path} is not a timm ViT state dict: expected keys such as '
+                         f'patch_embed.proj.weight and blocks.0.*, bare or under "state_dict".'
+                         f'{hint}')
     return state_dict
 
 
@@ -84,8 +93,9 @@ def verify(timm_state: Dict[str, torch.Tensor], dst: str) -> float:
     return diff
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    if not osp.isdir(osp.dirname(osp.abspath(args.dst))):
+        raise FileNotFoundError(f'DST {args.dst}: its folder does not exist.')
     timm_state = load_timm_state_dict(args.src)
     save(convert_timm_state_dict(timm_state), args.dst)
     digest = sha256_of(args.dst)
@@ -96,5 +106,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         verify(timm_state, args.dst)
 
 
+def main(argv: Optional[List[str]] = None) -> int:
+    return exit_code_of(lambda: run(parse_args(argv)), debug=debug_requested(argv))
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
