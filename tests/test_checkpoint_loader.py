@@ -310,6 +310,21 @@ def test_pos_embed_of_another_grid_is_resampled_with_a_warning(tiny_config, tmp_
     assert not any('Resampled' in m for m in quiet)
 
 
+
+def test_another_patch_size_is_reported_before_any_resampling(tiny_config, tmp_path):
+    # Patch 32 at 64 px (2x2 grid) into patch 16 at 64 px (4x4): pos_embed alone could be
+    # resampled, but the patch embedding cannot: that is what the error must lead with.
+    torch.save(build(tiny_config(img_size=64, patch_size=32)).state_dict(), tmp_path / 'p32.pth')
+    logger, messages = list_logger()
+    with pytest.raises(StateDictMismatchError) as info:
+        load_checkpoint(build(tiny_config(img_size=64, patch_size=16)), str(tmp_path / 'p32.pth'),
+                        logger=logger)
+    lead = str(info.value).splitlines()[0]
+    assert 'another architecture' in lead
+    assert 'backbone.patch_embed.projection.weight: checkpoint (64, 3, 32, 32) vs model ' \
+           '(64, 3, 16, 16)' in lead
+    assert not any('Resampled' in m for m in messages)
+
 # ---- pickles -------------------------------------------------------------------------------
 class WritesAFile:
     """Unpickling this would write ``target``: what a malicious checkpoint does."""

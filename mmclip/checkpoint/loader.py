@@ -233,14 +233,27 @@ def load_state_dict_into(model: nn.Module,
     model = model.module if is_model_wrapper(model) else model
     state_dict = dict(state_dict)
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    _resample_pos_embeds(state_dict, model, expected, name, logger)
     prefixes = tuple(drop_prefixes)
-    kept: Tuple[List[str], ...] = ([], [], [])
-    dropped: List[str] = []
-    for found, kind in zip(_mismatches(state_dict, expected), kept):
-        for item in found:
-            (dropped if prefixes and item.startswith(prefixes) else kind).append(item)
-    missing, unexpected, shapes = kept
+
+    def sort_out() -> Tuple[Tuple[List[str], ...], List[str]]:
+        kept: Tuple[List[str], ...] = ([], [], [])
+        dropped: List[str] = []
+        for found, kind in zip(_mismatches(state_dict, expected), kept):
+            for item in found:
+                (dropped if prefixes and item.startswith(prefixes) else kind).append(item)
+        return kept, dropped
+
+    # The real cause first: a checkpoint of another architecture (patch size, width,
+    # depth) is reported as that, before any position-embedding resampling is tried.
+    (missing, unexpected, shapes), _ = sort_out()
+    other_shapes = [s for s in shapes if not s.partition(':')[0].endswith('pos_embed')]
+    if strict and (missing or unexpected or other_shapes):
+        lead = (f'{name} was saved from another architecture than the model: '
+                f'{len(other_shapes)} tensors differ in shape, e.g. {other_shapes[0]}.\n'
+                if other_shapes else '')
+        raise StateDictMismatchError(lead + _mismatch_report(name, missing, unexpected, shapes))
+    _resample_pos_embeds(state_dict, model, expected, name, logger)
+    (missing, unexpected, shapes), dropped = sort_out()
     if strict and (missing or unexpected or shapes):
         raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))
     if missing or unexpected or shapes:
