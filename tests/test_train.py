@@ -436,3 +436,86 @@ def test_load_pretrained_is_strict_outside_the_head(data_root, tmp_path):
     dropped = load_pretrained(model, str(tmp_path / 'in1k.pth'))
     assert dropped == ['head.layers.head.bias: checkpoint (1000,) vs model (10,)',
                        'head.layers.head.weight: checkpoint (1000, 32) vs model (10, 32)']
+
+
+# ---- precision and command-line overrides -----------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason='--amp means bf16 on the CPU only')
+def test_amp_is_bf16_autocast_in_train_and_test_on_cpu(data_root, tmp_path):
+    cfg = tiny_cfg(data_root, 'amp', max_iters=2, checkpoint_interval=2)
+    path = write_cfg(cfg, tmp_path / 'cfg.py')
+    run_train([path, '--amp', '--work-dir', str(tmp_path / 'train')])
+    assert 'device cpu, precision bf16' in read_log(tmp_path / 'train')
+    test_tool = _load_tool('test')
+    assert test_tool.main([path, str(tmp_path / 'train' / 'iter_2.pth'), '--amp',
+                           '--work-dir', str(tmp_path / 'test')]) == 0
+    assert 'device cpu, precision bf16' in read_log(tmp_path / 'test')
+
+    # The training forward pass really runs in bf16 (and fp32 without --amp).
+    from mmengine.optim import OptimWrapper
+    from mmclip.engine import BF16AutocastOptimWrapper
+    batch = fixed_batch(data_root, size=4)
+    for wrapper_type, dtype in ((OptimWrapper, torch.float32),
+                                (BF16AutocastOptimWrapper, torch.bfloat16)):
+        model = build_model(cfg).train()
+        seen = []
+        model.head.layers.head.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        wrapper = wrapper_type(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+        loss = model.train_step(batch, wrapper)['loss']
+        assert seen == [dtype] and torch.isfinite(loss)
+
+
+@pytest.fixture(scope='module')
+def two_class_folder(tmp_path_factory, images_dir) -> Path:
+    """``{train,val}/{cat,dog}/<photo>``: two classes."""
+    root = tmp_path_factory.mktemp('two_classes')
+    photos = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in ('.png', '.jpg'))
+    for split in ('train', 'val'):
+        for i, photo in enumerate(photos[:8]):
+            folder = root / split / ('cat', 'dog')[i % 2]
+            folder.mkdir(parents=True, exist_ok=True)
+            with Image.open(photo) as img:
+                img.thumbnail((48, 48))
+                img.save(folder / photo.name)
+    return root
+
+
+def tiny_custom_finetune_config(path: Path) -> str:
+    """configs/clip/vit-base-p32_clip_ft_custom.py with the tiny arch at 32 px; its data
+    root and pretrained URL are left as the file says."""
+    pipeline = repr(PIPELINE)
+    loader = f'dict(batch_size=4, num_workers=0, persistent_workers=False, ' \
+             f'dataset=dict(pipeline={pipeline}))'
+    path.write_text(
+        f"_base_ = {str(ROOT / 'configs/clip/vit-base-p32_clip_ft_custom.py')!r}\n"
+        f"model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), img_size=32,\n"
+        f"                           patch_size=16), head=dict(in_channels=32))\n"
+        f"train_dataloader = {loader}\nval_dataloader = {loader}\ntest_dataloader = {loader}\n"
+        f"train_cfg = dict(max_epochs=1)\n")
+    return str(path)
+
+
+def test_finetune_from_local_files_set_on_the_command_line(two_class_folder, tmp_path):
+    tiny_pretrained(tmp_path / 'in1k.pth')
+    config = tiny_custom_finetune_config(tmp_path / 'ft_tiny.py')
+    work = tmp_path / 'work'
+    common = [config, '--data-root', str(two_class_folder), '--pretrained',
+              str(tmp_path / 'in1k.pth'), '--work-dir', str(work)]
+
+    # The config's 10-class head does not fit 2 folders: refused before training starts.
+    with pytest.raises(ValueError, match=r'num_classes=10 but the training set has 2 classes; '
+                       r'set --cfg-options model\.head\.num_classes=2'):
+        train_tool.train(train_tool.parse_args(common))
+    assert not list(work.glob('*.pth')) and 'Epoch(train)' not in read_log(work)
+
+    run_train(common + ['--cfg-options', 'model.head.num_classes=2',
+                        'data_preprocessor.num_classes=2'])
+    log = read_log(work)
+    assert f'Dropped the head of pre-trained checkpoint {tmp_path / "in1k.pth"}' in log
+    assert 'Epoch(train) [1]' in log and (work / 'epoch_1.pth').is_file()
+    dumped = Config.fromfile(work / 'ft_tiny.py')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert dumped[key].dataset.data_root == str(two_class_folder)
+    hook = next(h for h in dumped.custom_hooks if h['type'] == 'LoadPretrainedHook')
+    assert hook['checkpoint'] == str(tmp_path / 'in1k.pth')
+    text = (work / 'ft_tiny.py').read_text()
+    assert 'https://' not in text and 'data/custom' not in text
