@@ -340,3 +340,23 @@ def test_command_line_options_reach_the_config(tmp_path):
     assert default.env_cfg.dist_cfg.timeout == DEFAULT_DIST_TIMEOUT_S
     with pytest.raises(ValueError, match=r"\('.json', '.pkl'\)"):
         tool.parse_args([str(CONFIG), 'c.pth', '--out', 'preds.txt'])
+
+
+def test_default_console_is_short_and_the_log_file_keeps_the_rest(setup, tmp_path):
+    root, checkpoint, files, _, _ = setup
+    # Only the data root: the config's own worker count, batch size and log interval.
+    cmd = [sys.executable, str(ROOT / 'tools' / 'test.py'), str(CONFIG), str(checkpoint),
+           '--data-root', str(root), '--work-dir', str(tmp_path)]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    console = result.stdout + result.stderr
+    assert result.returncode == 0, console[-3000:]
+    assert len(console.splitlines()) < 40, console
+    device = 'cuda:0' if torch.cuda.is_available() else 'cpu'
+    assert f'on {len(files)} images: device {device}, precision fp32' in console
+    assert _table_value(console, 'accuracy/num_images') == len(files)
+    for noise in ('suggested max number of worker', 'Warning', 'Config:') + (
+            ('GPU', ) if device == 'cpu' else ()):
+        assert noise not in console
+    (log, ) = tmp_path.glob('*/*.log')
+    text = log.read_text()
+    assert 'Config:' in text and 'System environment:' in text and 'Hooks will be executed' in text
