@@ -9,6 +9,7 @@ class), so the expected top-1 / top-5 are known before tools/test.py runs.
 import importlib.util
 import json
 import os
+import os.path as osp
 import pickle
 import re
 import socket
@@ -340,6 +341,21 @@ def test_command_line_options_reach_the_config(tmp_path):
     assert default.env_cfg.dist_cfg.timeout == DEFAULT_DIST_TIMEOUT_S
     with pytest.raises(ValueError, match=r"\('.json', '.pkl'\)"):
         tool.parse_args([str(CONFIG), 'c.pth', '--out', 'preds.txt'])
+
+
+def test_a_zoo_name_stands_for_its_config_and_weights(tmp_path):
+    from mmclip.apis import get_model_info
+    tool = _load_tool()
+    name = 'vit-base-p32_clip-openai-pre_3rdparty_in1k'
+    info = get_model_info(name)
+    cfg, checkpoint = tool.config_and_checkpoint(tool.parse_args([name]))
+    assert cfg.filename == info.config and checkpoint == info.sources
+    assert checkpoint[0] == info.weights and len(checkpoint) == 2  # published, then timm's
+    cfg, checkpoint = tool.config_and_checkpoint(tool.parse_args([name, 'mine.pth']))
+    assert cfg.filename == info.config and checkpoint == 'mine.pth'
+    merged = tool.merge_args(cfg, tool.parse_args([name, '--data-root', str(tmp_path)]))
+    assert merged.work_dir == osp.join('./work_dirs', name)
+    assert merged.test_dataloader.dataset.data_root == str(tmp_path)
 
 
 def test_default_console_is_short_and_the_log_file_keeps_the_rest(setup, tmp_path):
