@@ -9,6 +9,7 @@ raises the same messages as ``ValueError`` / ``FileNotFoundError``.
 """
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -128,3 +129,20 @@ def test_python_api_raises_the_same_messages():
             mmclip.inference_model(ZOO_NAME, 'demo/cat.jpg', device='cpu', precision='fp16')
     with pytest.raises(FileNotFoundError, match='nope.py'):
         mmclip.get_model('configs/clip/nope.py')
+
+
+TOOLS = ['tools/test.py', 'tools/train.py', 'demo/image_demo.py', CONVERTER, GET_FLOPS,
+         'tools/analysis_tools/benchmark.py', 'tools/analysis_tools/make_jpeg_folder.py']
+
+
+@pytest.mark.parametrize('path', TOOLS)
+def test_every_option_has_help_with_its_default(path, capsys):
+    with pytest.raises(SystemExit):
+        _tool(path).parse_args(['--help'])
+    text = capsys.readouterr().out.split('options:', 1)[1]
+    # One block per option: its first line starts with '  -', continuations are indented.
+    blocks = re.split(r'\n(?=  -)', text.strip('\n'))
+    for block in blocks:
+        if block.lstrip().startswith('-h, --help'):
+            continue
+        assert 'default' in ' '.join(block.split()), f'{path}: {block}'

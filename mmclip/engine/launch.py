@@ -51,14 +51,18 @@ USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, Chec
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default, unless the text already names it or
-    there is none to name (a switch, an unset option)."""
+    """Every option's help ends with its default (``off`` for a switch, ``not set`` for
+    an option without one), unless the text already says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ''
-        if ('default' in text or action.default in (None, False, argparse.SUPPRESS)
-                or not action.option_strings):
+        if ('default' in text or not action.option_strings
+                or argparse.SUPPRESS in (action.help, action.default)):
             return text
+        if action.default is False:
+            return f'{text} (default: off)'
+        if action.default is None:
+            return f'{text} (default: not set)'
         return f'{text} (default: %(default)s)'
 
 
@@ -84,8 +88,8 @@ def add_precision_options(parser: argparse.ArgumentParser, several: bool = False
                        '(fp16 with loss scaling when training)')
     group.add_argument('--precision', choices=PRECISIONS, nargs='+' if several else None,
                        default=['fp32'] if several else 'fp32',
-                       help='precision of the forward pass' + (' (one or more)' if several
-                                                                else '') +
+                       help='autocast precision of the forward pass' + (
+                           ' (one or more)' if several else '') +
                        '; bf16 on CPU or CUDA, fp16 on CUDA only')
 
 

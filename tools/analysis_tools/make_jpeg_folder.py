@@ -1,6 +1,6 @@
 """Build an ImageNet-val-like folder of JPEGs from a few real photos, for speed tests.
 
-    python tools/analysis_tools/make_jpeg_folder.py ../shared/images /tmp/jpeg50k \\
+    python tools/analysis_tools/make_jpeg_folder.py tests/data/images /tmp/jpeg50k \\
         --num-images 50000 --num-classes 1000
 
 The layout is the ImageNet dataset's ``val`` split, so ``tools/test.py`` evaluates it with
@@ -18,24 +18,30 @@ import argparse
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from mmengine.utils import ProgressBar
 from PIL import Image
 
+from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+
 SOURCE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Make a synthetic folder of JPEGs.')
+    parser = argparse.ArgumentParser(description='Make a synthetic folder of JPEGs.',
+                                     formatter_class=HelpFormatter)
     parser.add_argument('src', help='folder of source photos (JPEG/PNG)')
     parser.add_argument('out', help='output folder; must not exist or be empty')
-    parser.add_argument('--num-images', type=int, default=50000)
-    parser.add_argument('--num-classes', type=int, default=1000)
+    parser.add_argument('--num-images', type=int, default=50000, help='files to write')
+    parser.add_argument('--num-classes', type=int, default=1000,
+                        help='labels in meta/val.txt (index %% num_classes)')
     parser.add_argument('--variants', type=int, default=500,
                         help='distinct JPEGs to encode; the rest are links to them')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=0, help='seed of the crops and sizes')
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     if min(args.num_images, args.num_classes, args.variants) < 1:
         parser.error('--num-images, --num-classes and --variants must be >= 1')
@@ -74,8 +80,9 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    if not Path(args.src).is_dir():
+        raise NotADirectoryError(f'SRC {args.src}: no such folder.')
     rng = random.Random(args.seed)
     photos = source_photos(args.src)
     out = Path(args.out)
@@ -104,5 +111,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f'\n{args.num_images} JPEGs in {val_dir}, labels in {meta_dir / "val.txt"}')
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return exit_code_of(lambda: run(parse_args(argv)), debug=debug_requested(argv))
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
