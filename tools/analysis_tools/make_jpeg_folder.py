@@ -4,7 +4,7 @@
         --num-images 50000 --num-classes 1000
 
 The layout is the ImageNet dataset's ``val`` split, so ``tools/test.py`` evaluates it with
-``--cfg-options test_dataloader.dataset.data_root=OUT``::
+``--data-root OUT``::
 
     OUT/val/ILSVRC2012_val_00000001.JPEG ...
     OUT/meta/val.txt    "<file name> <label>", label = index % num_classes
