@@ -25,10 +25,10 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
 from mmclip.checkpoint import load_checkpoint
+from mmclip.engine import MMClipRunner
 from mmclip.engine.launch import (apply_common_args, configure_distributed, exit_code_of,
                                   init_cpu_process_group)
 from mmclip.evaluation import check_out_file
@@ -120,7 +120,7 @@ def format_metrics_table(metrics: dict, details_file: str) -> str:
 def run(args: argparse.Namespace) -> dict:
     cfg = merge_args(Config.fromfile(args.config), args)
     init_cpu_process_group(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = MMClipRunner.from_cfg(cfg)
     # Every rank loads; for a URL the loader downloads once per node into the cache.
     load_checkpoint(runner.model, args.checkpoint, strict=True, logger=runner.logger)
     maybe_compile(runner.model.module if is_model_wrapper(runner.model) else runner.model,

@@ -20,8 +20,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
-# Safe checkpoint loading for load_from / --resume under torch's weights_only default.
-import mmclip.checkpoint  # noqa: F401
+from mmclip.engine import MMClipRunner
 from mmclip.engine.launch import (apply_common_args, configure_distributed, exit_code_of,
                                   init_cpu_process_group)
 from mmclip.registry import RUNNERS
@@ -88,9 +87,11 @@ def enable_amp(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
+    """``runner_type`` if the config names one, else ``MMClipRunner`` (mmclip's safe,
+    converting checkpoint loading for ``load_from`` and ``--resume``)."""
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return MMClipRunner.from_cfg(cfg)
 
 
 def train(args: argparse.Namespace) -> None:

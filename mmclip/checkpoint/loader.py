@@ -94,27 +94,62 @@ def load_source(sources: Sources,
 
 
 # ---- which format it is ----------------------------------------------------------------------
+class CheckpointFormatError(ValueError):
+    """A checkpoint's content is not what a model's weights should be; the message names
+    the file and the key."""
+
+
 def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """The mmclip-keyed state dict inside a loaded checkpoint of any supported format.
+    """The one place that decides a loaded checkpoint's format and unwraps it.
+
+    A dict of tensors, bare or under ``state_dict`` (training checkpoints), with a
+    ``module.`` (DistributedDataParallel) prefix dropped; timm keys are renamed through
+    ``convert.TIMM_TO_MMCLIP``, mmclip / mmpretrain keys are kept.
 
     Raises:
-        ValueError: no state dict of tensors inside.
-        KeyError: a timm checkpoint with keys the conversion table has no row for.
+        CheckpointFormatError: no state dict of tensors inside, or timm keys the table has
+            no row for; the message starts with ``name``.
     """
     state_dict = checkpoint
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('state_dict'), Mapping):
         state_dict = checkpoint['state_dict']
     if not isinstance(state_dict, Mapping) or not state_dict:
-        raise ValueError(f'{name} holds no state dict (got {type(checkpoint).__name__}); '
-                         f'expected a dict of tensors, bare or under "state_dict".')
-    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+        raise CheckpointFormatError(
+            f'{name} holds no state dict (got {type(checkpoint).__name__}); expected a dict '
+            f'of tensors, bare or under "state_dict".')
+    not_tensors = sorted(str(k) for k, v in state_dict.items()
+                         if not isinstance(k, str) or not isinstance(v, torch.Tensor))
     if not_tensors:
-        raise ValueError(f'{name}: these state-dict entries are not tensors: {not_tensors[:10]}'
-                         f'{" ..." if len(not_tensors) > 10 else ""}')
+        raise CheckpointFormatError(
+            f'{name}: these state-dict entries are not tensors: {not_tensors[:10]}'
+            f'{" ..." if len(not_tensors) > 10 else ""}')
     state_dict = {_DDP_PREFIX.sub('', k): v for k, v in state_dict.items()}
     if is_timm_state_dict(state_dict):
-        return convert_timm_state_dict(state_dict)
+        try:
+            return convert_timm_state_dict(state_dict)
+        except (KeyError, ValueError) as err:
+            raise CheckpointFormatError(f'{name}: {err.args[0]}') from None
     return state_dict
+
+
+def check_weight_values(state_dict: Mapping[str, torch.Tensor],
+                        model_state: Mapping[str, torch.Tensor], name: str,
+                        allow_nonfinite: bool = False) -> None:
+    """Refuse integer or boolean tensors where the model has floating-point weights, and
+    NaN / Inf values unless ``allow_nonfinite``: either would load silently and break
+    every prediction."""
+    for key, value in state_dict.items():
+        target = model_state.get(key)
+        if target is None or not target.is_floating_point():
+            continue
+        if not value.is_floating_point():
+            raise CheckpointFormatError(
+                f'{name}: {key} is {value.dtype}, but the model\'s weight is {target.dtype}; '
+                f'expected floating-point weights.')
+        if not allow_nonfinite and not bool(torch.isfinite(value).all()):
+            raise CheckpointFormatError(
+                f'{name}: {key} holds NaN or Inf values. Refusing to load broken weights '
+                f'(pass allow_nonfinite=True to load them anyway).')
 
 
 def load_state_dict_from_source(sources: Sources,
@@ -176,7 +211,8 @@ def load_checkpoint(model: nn.Module,
                     strict: bool = True,
                     logger: Union[str, logging.Logger, None] = None,
                     mirrors: Optional[Mapping[str, str]] = None,
-                    progress: bool = True) -> Any:
+                    progress: bool = True,
+                    allow_nonfinite: bool = False) -> Any:
     """Load a checkpoint into ``model`` and return it as stored.
 
     Args:
@@ -191,6 +227,7 @@ def load_checkpoint(model: nn.Module,
         mirrors: URL prefix -> mirror prefix or local folder (merged over the
             ``MMCLIP_MIRRORS`` environment variable).
         progress: show a download progress bar.
+        allow_nonfinite: load weights holding NaN / Inf instead of refusing them.
 
     Returns:
         The loaded object (a state dict, or a dict with ``state_dict`` and ``meta``).
@@ -198,13 +235,15 @@ def load_checkpoint(model: nn.Module,
     Raises:
         StateDictMismatchError: with ``strict``, listing missing / unexpected keys and
             shape mismatches.
+        CheckpointFormatError: not a state dict of tensors, a non-float tensor for a
+            float weight, or NaN / Inf values (see ``check_weight_values``).
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_source`` and ``read_checkpoint_file``.
     """
     name = describe_sources(source)
     checkpoint = load_source(source, map_location, mirrors, progress)
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
-                         logger=logger)
+                         logger=logger, allow_nonfinite=allow_nonfinite)
     return checkpoint
 
 
@@ -213,7 +252,8 @@ def load_state_dict_into(model: nn.Module,
                          name: str = 'checkpoint',
                          strict: bool = True,
                          drop_prefixes: Sequence[str] = (),
-                         logger: Union[str, logging.Logger, None] = None) -> List[str]:
+                         logger: Union[str, logging.Logger, None] = None,
+                         allow_nonfinite: bool = False) -> List[str]:
     """Load an mmclip-keyed state dict into ``model`` with ``load_checkpoint``'s checks.
 
     Args:
@@ -225,6 +265,7 @@ def load_state_dict_into(model: nn.Module,
             of another shape) are left out even with ``strict``, e.g. ``('head.', )`` to
             put a 1000-class checkpoint into a 10-class model; the model keeps its own
             tensors there. Not logged here: the caller says why.
+        allow_nonfinite: as in ``load_checkpoint``.
 
     Returns:
         The descriptions of what ``drop_prefixes`` left out.
@@ -232,7 +273,9 @@ def load_state_dict_into(model: nn.Module,
     logger = logger or 'current'
     model = model.module if is_model_wrapper(model) else model
     state_dict = dict(state_dict)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
+    model_state = model.state_dict()
+    check_weight_values(state_dict, model_state, name, allow_nonfinite)
+    expected = {k: v.shape for k, v in model_state.items()}
     _resample_pos_embeds(state_dict, model, expected, name, logger)
     prefixes = tuple(drop_prefixes)
     kept: Tuple[List[str], ...] = ([], [], [])

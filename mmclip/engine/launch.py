@@ -15,8 +15,9 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
-from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
-                               StateDictMismatchError, UnsafeCheckpointError)
+from mmclip.checkpoint import (CheckpointDownloadError, CheckpointFormatError,
+                               CheckpointReadError, StateDictMismatchError,
+                               UnsafeCheckpointError)
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
 
@@ -26,7 +27,7 @@ DEFAULT_DIST_TIMEOUT_S = 1800
 # image, a dataset layout, a checkpoint): the tools show them as they are, without a
 # traceback through mmengine and the DataLoader.
 USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
-               StateDictMismatchError, UnsafeCheckpointError)
+               CheckpointFormatError, StateDictMismatchError, UnsafeCheckpointError)
 
 
 def apply_common_args(cfg: Config, args: Namespace) -> Config:

@@ -50,7 +50,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.checkpoint import load_checkpoint, rename_key
+from mmclip.checkpoint import load_checkpoint
+from mmclip.checkpoint.convert import rename_key
 from mmclip.registry import TRANSFORMS
 from mmclip.utils import PRECISIONS, autocast_context, check_precision, maybe_compile
 

@@ -67,7 +67,7 @@ def verify(timm_state: Dict[str, torch.Tensor], dst: str) -> float:
     except ImportError:
         raise SystemExit('--verify needs timm: pip install timm (the conversion itself '
                          'is done and saved).') from None
-    from mmclip.checkpoint import load_state_dict_from_source
+    from mmclip.checkpoint.loader import load_state_dict_from_source
     geo = geometry(load_state_dict_from_source(dst))
     name = f'vit_base_patch{geo["patch_size"]}_clip_{geo["img_size"]}'
     reference = timm.create_model(name, pretrained=False, num_classes=geo['num_classes'])

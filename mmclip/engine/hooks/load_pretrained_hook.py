@@ -14,7 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from torch import nn
 
-from mmclip.checkpoint import (describe_sources, load_state_dict_from_source,
+from mmclip.checkpoint.loader import (describe_sources, load_state_dict_from_source,
                                load_state_dict_into)
 from mmclip.registry import HOOKS
 

@@ -1,3 +1,4 @@
 from .precision_test_loop import PrecisionTestLoop
+from .runner import MMClipRunner, SaveTrainingStateAsDataHook
 
-__all__ = ['PrecisionTestLoop']
+__all__ = ['MMClipRunner', 'PrecisionTestLoop', 'SaveTrainingStateAsDataHook']
