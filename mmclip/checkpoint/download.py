@@ -345,9 +345,8 @@ def _check_download(path: str, url: str, via: str, received: _Received) -> None:
             head = f.read(32)
         kind = f' ({received.content_type})' if received.content_type else ''
         raise CheckpointDownloadError(
-            f'Refusing the download of {url}{via}: the server sent something that is not a '
-            f'checkpoint{kind}, starting with {head!r} (an error or login page?); it was '
-            f'not cached.')
+            f'Refusing the download of {url}{via}: it is not a checkpoint{kind} but starts '
+            f'with {head!r} (an error or login page?); it was not cached.')
     prefix = expected_hash_prefix(url)
     if prefix is not None and not received.sha256.startswith(prefix):
         promise = f'the file name promises one starting with {prefix}'
@@ -380,7 +379,8 @@ def _download(url: str, location: str, dst: str, progress: bool, timeout: float,
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    _record_digest(dst, received.sha256)
+    if expected_hash_prefix(url):
+        _record_digest(dst, received.sha256)
 
 
 def _use_cached(url: str, dst: str) -> Fetched:
