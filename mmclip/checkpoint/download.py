@@ -162,8 +162,8 @@ def _record_path(path: str) -> str:
     return osp.join(_state_dir('verified'), key + '.json')
 
 
-def _recorded_digest(path: str) -> Optional[str]:
-    """The SHA-256 recorded for ``path`` if the file is unchanged since, else None."""
+def _recorded_digest(path: str, stat_key: dict) -> Optional[str]:
+    """The SHA-256 recorded for ``path`` if it was recorded for ``stat_key``, else None."""
     try:
         with open(_record_path(path)) as f:
             record = json.load(f)
@@ -172,16 +172,17 @@ def _recorded_digest(path: str) -> Optional[str]:
     if not isinstance(record, dict) or record.get('path') != osp.realpath(path):
         return None
     digest = record.get('sha256')
-    if record.get('stat') != _stat_key(path) or not _SHA256.match(str(digest)):
+    if record.get('stat') != stat_key or not _SHA256.match(str(digest)):
         return None
     return digest
 
 
-def _record_digest(path: str, digest: str) -> None:
-    """Remember that ``path`` (as it is now) has ``digest``. Written to a temporary file
+def _record_digest(path: str, stat_key: dict, digest: str) -> None:
+    """Remember that ``path``, as ``stat_key`` describes it (taken before hashing, so a
+    file changed meanwhile is hashed again), has ``digest``. Written to a temporary file
     and renamed, so a reader never sees half a record; a cache the user cannot write to
     only means hashing again next time."""
-    record = dict(path=osp.realpath(path), stat=_stat_key(path), sha256=digest)
+    record = dict(path=osp.realpath(path), stat=stat_key, sha256=digest)
     target = _record_path(path)
     try:
         os.makedirs(osp.dirname(target), exist_ok=True)
@@ -207,11 +208,12 @@ def verify_file(path: str, remedy: str) -> None:
     prefix = _hash_prefix_of_name(osp.basename(path))
     if prefix is None or not osp.isfile(path):
         return
-    digest = _recorded_digest(path)
+    stat_key = _stat_key(path)
+    digest = _recorded_digest(path, stat_key)
     if digest is None:
         digest = sha256_of(path)
         if digest.startswith(prefix):
-            _record_digest(path, digest)
+            _record_digest(path, stat_key, digest)
     if not digest.startswith(prefix):
         raise HashMismatchError(
             f'Refusing checkpoint {path}: its name promises a SHA-256 starting with {prefix}, '
@@ -380,7 +382,7 @@ def _download(url: str, location: str, dst: str, progress: bool, timeout: float,
         if osp.exists(tmp):
             os.remove(tmp)
     if expected_hash_prefix(url):
-        _record_digest(dst, received.sha256)
+        _record_digest(dst, _stat_key(dst), received.sha256)
 
 
 def _use_cached(url: str, dst: str) -> Fetched:
