@@ -71,6 +71,7 @@ setup(
         'torch>=2.1',
         'torchvision>=0.16',
         'mmengine>=0.10.3,<0.11',
+        'filelock>=3.0',
         mmcv_requirement(),
         'numpy',
         'pillow>=9.1',

@@ -26,7 +26,7 @@ from torch import nn
 
 from mmclip.models.utils.embed import resize_pos_embed
 from .convert import convert_timm_state_dict, is_timm_state_dict
-from .download import CheckpointDownloadError, download_checkpoint, is_url
+from .download import CheckpointDownloadError, Fetched, fetch_url, is_url, verify_local_file
 from .safe_load import MapLocation, read_checkpoint_file
 
 Sources = Union[str, Sequence[str]]
@@ -39,27 +39,29 @@ class StateDictMismatchError(ValueError):
 
 # ---- where the file comes from -------------------------------------------------------------
 def _download_once_per_node(url: str, mirrors: Optional[Mapping[str, str]],
-                            progress: bool) -> str:
+                            progress: bool) -> Fetched:
     """Local rank 0 downloads while the other ranks wait, then they read its cache."""
     if get_world_size() == 1:
-        return download_checkpoint(url, mirrors, progress)
+        return fetch_url(url, mirrors, progress)
     if get_local_rank() == 0:
         try:
-            return download_checkpoint(url, mirrors, progress)
+            return fetch_url(url, mirrors, progress)
         finally:
             barrier()
     barrier()
-    return download_checkpoint(url, mirrors, progress=False)
+    return fetch_url(url, mirrors, progress=False)
 
 
-def fetch_source(sources: Sources,
-                 mirrors: Optional[Mapping[str, str]] = None,
-                 progress: bool = True) -> str:
-    """The local path of the first source that can be had.
+def fetch_checkpoint(sources: Sources,
+                     mirrors: Optional[Mapping[str, str]] = None,
+                     progress: bool = True) -> Fetched:
+    """The first source that can be had, verified, and where it came from.
 
     Args:
         sources: a path or URL, or several tried in order (a URL that cannot be fetched,
-            or fails its hash check, moves on to the next one with a logged warning).
+            or a file that fails its hash check, moves on to the next one with a logged
+            warning). A local file whose name carries a hash (``...-b384e830.pth``, the
+            OpenMMLab / mmpretrain naming) is verified like a download.
         mirrors: URL prefix -> mirror prefix or local folder (see ``download.py``).
 
     Raises:
@@ -70,9 +72,10 @@ def fetch_source(sources: Sources,
         raise ValueError('No checkpoint source given.')
     failures = []
     for index, source in enumerate(sources):
-        if not is_url(source):
-            return source
         try:
+            if not is_url(source):
+                verify_local_file(source)
+                return Fetched(source, source, source)
             return _download_once_per_node(source, mirrors, progress)
         except CheckpointDownloadError as err:
             failures.append(err)
@@ -85,12 +88,26 @@ def fetch_source(sources: Sources,
                                   '\n  - '.join(map(str, failures)))
 
 
+def fetch_source(sources: Sources,
+                 mirrors: Optional[Mapping[str, str]] = None,
+                 progress: bool = True) -> str:
+    """The local path of the first source that can be had (see ``fetch_checkpoint``)."""
+    return fetch_checkpoint(sources, mirrors, progress).path
+
+
 def load_source(sources: Sources,
                 map_location: MapLocation = 'cpu',
                 mirrors: Optional[Mapping[str, str]] = None,
                 progress: bool = True) -> Any:
     """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict)."""
-    return read_checkpoint_file(fetch_source(sources, mirrors, progress), map_location)
+    return _load_fetched(sources, map_location, mirrors, progress)[0]
+
+
+def _load_fetched(sources: Sources, map_location: MapLocation,
+                  mirrors: Optional[Mapping[str, str]], progress: bool) -> Tuple[Any, str]:
+    """The checkpoint as stored, and the name of the source it came from."""
+    fetched = fetch_checkpoint(sources, mirrors, progress)
+    return read_checkpoint_file(fetched.path, map_location), fetched.describe()
 
 
 # ---- which format it is ----------------------------------------------------------------------
@@ -157,8 +174,8 @@ def load_state_dict_from_source(sources: Sources,
                                 mirrors: Optional[Mapping[str, str]] = None,
                                 progress: bool = True) -> Dict[str, torch.Tensor]:
     """Fetch, read and rename a checkpoint: mmclip keys -> tensors (no model check)."""
-    return extract_state_dict(load_source(sources, map_location, mirrors, progress),
-                              name=describe_sources(sources))
+    checkpoint, name = _load_fetched(sources, map_location, mirrors, progress)
+    return extract_state_dict(checkpoint, name)
 
 
 # ---- does it fit the model -----------------------------------------------------------------
@@ -240,8 +257,7 @@ def load_checkpoint(model: nn.Module,
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_source`` and ``read_checkpoint_file``.
     """
-    name = describe_sources(source)
-    checkpoint = load_source(source, map_location, mirrors, progress)
+    checkpoint, name = _load_fetched(source, map_location, mirrors, progress)
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
                          logger=logger, allow_nonfinite=allow_nonfinite)
     return checkpoint
@@ -297,5 +313,7 @@ def load_state_dict_into(model: nn.Module,
 
 
 def describe_sources(sources: Sources) -> str:
-    """A path or URL, or several joined with 'or', for messages."""
-    return sources if isinstance(sources, str) else ' or '.join(sources)
+    """Candidate sources, before one is fetched: a path or URL, or several as
+    'A, then B'. A fetched checkpoint is named by ``Fetched.describe()`` (the source
+    actually read)."""
+    return sources if isinstance(sources, str) else ', then '.join(sources)
