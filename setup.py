@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 
 def read_version() -> str:
@@ -36,26 +37,28 @@ def mmcv_requirement() -> str:
     return 'mmcv>=2.0.0,<2.3.0' if found else 'mmcv-lite>=2.0.0,<2.3.0'
 
 
-def add_mim_extension() -> None:
-    """Copy ``configs/`` and ``model-index.yml`` into ``mmclip/.mim`` for the wheel.
+class BuildPyWithModelIndex(build_py):
+    """``build_py`` that also puts ``configs/`` and ``model-index.yml`` into the built
+    package's ``mmclip/.mim`` (an installed wheel has no source tree;
+    ``mmclip.apis.model_index_path`` reads this copy there, a checkout reads the originals).
 
-    An installed wheel has no source tree: ``mmclip.apis.model_index_path`` finds the
-    model zoo in this copy (a source checkout or editable install reads the originals).
-    Without ``model-index.yml`` beside this file (building from an sdist), the
-    ``.mim`` copy shipped in it is used as it is.
+    Only the build directory is written, never the source tree: ``setup.py --version``,
+    egg-info and editable installs leave the checkout as it is. An sdist carries
+    ``configs/`` and ``model-index.yml`` through MANIFEST.in, so a wheel built from it gets
+    the same copy.
     """
-    root = os.path.dirname(os.path.abspath(__file__))
-    if not os.path.isfile(os.path.join(root, 'model-index.yml')):
-        return
-    mim = os.path.join(root, 'mmclip', '.mim')
-    shutil.rmtree(mim, ignore_errors=True)
-    os.makedirs(mim)
-    shutil.copy(os.path.join(root, 'model-index.yml'), mim)
-    shutil.copytree(os.path.join(root, 'configs'), os.path.join(mim, 'configs'),
-                    ignore=shutil.ignore_patterns('__pycache__'))
+
+    def run(self) -> None:
+        super().run()
+        root = os.path.dirname(os.path.abspath(__file__))
+        mim = os.path.join(self.build_lib, 'mmclip', '.mim')
+        shutil.rmtree(mim, ignore_errors=True)
+        os.makedirs(mim)
+        shutil.copy(os.path.join(root, 'model-index.yml'), mim)
+        shutil.copytree(os.path.join(root, 'configs'), os.path.join(mim, 'configs'),
+                        ignore=shutil.ignore_patterns('__pycache__'))
 
 
-add_mim_extension()
 setup(
     name='mmclip',
     version=read_version(),
@@ -65,12 +68,13 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'demo')),
-    include_package_data=True,
-    package_data={'mmclip': ['.mim/**/*', '.mim/*']},
+    cmdclass={'build_py': BuildPyWithModelIndex},
     install_requires=[
-        'torch>=2.1',
-        'torchvision>=0.16',
+        # torch.serialization.safe_globals (scoped allow-list): torch 2.5.
+        'torch>=2.5',
+        'torchvision>=0.20',
         'mmengine>=0.10.3,<0.11',
+        'filelock>=3.0',
         mmcv_requirement(),
         'numpy',
         'pillow>=9.1',
@@ -78,7 +82,7 @@ setup(
         'safetensors>=0.4',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'timm>=1.0.9'],
+        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'],
     },
     zip_safe=False,
 )

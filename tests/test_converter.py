@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import mmclip
-from mmclip.checkpoint import read_checkpoint_file, rename_key
+from mmclip.checkpoint import read_checkpoint_file
+from mmclip.checkpoint.convert import rename_key
 
 timm = pytest.importorskip('timm')
 ROOT = Path(__file__).resolve().parents[1]

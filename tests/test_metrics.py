@@ -1,5 +1,6 @@
 """Accuracy and DumpPredictions through mmengine's Evaluator, against numpy loops."""
 import json
+import os
 import pickle
 
 import numpy as np
@@ -107,3 +108,38 @@ def test_dump_predictions_round_trips_in_order(tmp_path, suffix):
 def test_dump_predictions_rejects_other_formats():
     with pytest.raises(ValueError, match=r"\('.json', '.pkl'\)"):
         DumpPredictions('preds.csv')
+
+
+def _dump_samples():
+    scores = torch.tensor([[0.1, 0.9], [float('nan'), float('nan')]])
+    return [dict(img_path=f'{i}.jpg', gt_label=torch.tensor([1]), pred_score=s)
+            for i, s in enumerate(scores)]
+
+
+def test_dump_predictions_writes_valid_json_with_null_for_nan(tmp_path):
+    out = tmp_path / 'preds.json'
+    metric = DumpPredictions(str(out))
+    metric.process(None, _dump_samples())
+    metric.compute_metrics(metric.results)
+    text = out.read_text()
+    assert 'NaN' not in text
+    records = json.loads(text)
+    assert records[0]['pred_label'] == 1 and abs(records[0]['pred_score'] - 0.9) < 1e-6
+    assert records[1]['pred_score'] is None
+    assert [p.name for p in tmp_path.iterdir()] == ['preds.json']  # no temporary left
+
+
+def test_dump_predictions_never_leaves_a_truncated_file(tmp_path, monkeypatch):
+    out = tmp_path / 'preds.json'
+    out.write_text('[previous complete results]')
+    metric = DumpPredictions(str(out))
+    metric.process(None, _dump_samples())
+
+    def fail(*args):
+        raise OSError('disk full')
+
+    monkeypatch.setattr(os, 'replace', fail)
+    with pytest.raises(OSError, match='disk full'):
+        metric.compute_metrics(metric.results)
+    assert out.read_text() == '[previous complete results]'
+    assert [p.name for p in tmp_path.iterdir()] == ['preds.json']

@@ -128,12 +128,25 @@ def test_bad_arguments_are_clear():
         mmclip.get_model(42)
 
 
+def test_setup_py_version_leaves_the_tree_untouched(tmp_path):
+    """Only building a distribution copies the model index into the package."""
+    src = tmp_path / 'src'
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        '__pycache__', '.mim', '.git', '*.egg-info', 'work_dirs', 'tests', 'docs', 'demo'))
+    before = sorted(p.relative_to(src) for p in src.rglob('*'))
+    out = subprocess.run([sys.executable, 'setup.py', '--version'], cwd=src, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out[-1] == mmclip.__version__
+    assert sorted(p.relative_to(src) for p in src.rglob('*')) == before
+    assert not (src / 'mmclip' / '.mim').exists()
+
+
 def test_model_index_is_found_from_an_installed_wheel(tmp_path):
     """Build the wheel from a copy of the sources, install it into a folder and list the
     models from there, away from the checkout."""
     src = tmp_path / 'src'
     src.mkdir()
-    for name in ('setup.py', 'setup.cfg', 'README.md', 'model-index.yml'):
+    for name in ('setup.py', 'setup.cfg', 'MANIFEST.in', 'README.md', 'model-index.yml'):
         shutil.copy(ROOT / name, src / name)
     for folder in ('mmclip', 'configs'):
         shutil.copytree(ROOT / folder, src / folder,
@@ -153,6 +166,6 @@ def test_model_index_is_found_from_an_installed_wheel(tmp_path):
                          env={**os.environ, 'PYTHONPATH': str(tmp_path / 'site')}
                          ).stdout.split()
     site = tmp_path / 'site' / 'mmclip'
-    assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'), '14',
-                   'True']
+    assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'),
+                   str(len(mmclip.list_models('*clip*'))), 'True']
     assert model_index_path() == ROOT / 'model-index.yml'  # the checkout reads its own

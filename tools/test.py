@@ -26,11 +26,10 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
-from mmclip.checkpoint import describe_sources, load_checkpoint
-from mmclip.engine import QuietRunner
+from mmclip.checkpoint.loader import describe_sources, load_checkpoint
+from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
                                   apply_common_args, chosen_precision, configure_distributed,
                                   debug_requested, default_device, exit_code_of,
@@ -140,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:
     cfg, checkpoint = config_and_checkpoint(args)
     cfg = merge_args(cfg, args)
     init_cpu_process_group(cfg)
-    runner = (Runner if args.verbose else QuietRunner).from_cfg(cfg)
+    runner = (MMClipRunner if args.verbose else QuietRunner).from_cfg(cfg)
     # Every rank loads; for a URL the loader downloads once per node into the cache.
     load_checkpoint(runner.model, checkpoint, strict=True, logger=runner.logger)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

@@ -25,10 +25,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
-# Safe checkpoint loading for load_from / --resume under torch's weights_only default.
-import mmclip.checkpoint  # noqa: F401
 from mmclip.checkpoint.download import is_url
-from mmclip.engine import QuietRunner
+from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
                                   apply_common_args, chosen_precision, configure_distributed,
                                   debug_requested, default_device, exit_code_of,
@@ -148,9 +146,12 @@ def check_num_classes(runner: Runner) -> None:
 
 
 def build_runner(cfg: Config, verbose: bool) -> Runner:
+    """``runner_type`` if the config names one, else ``MMClipRunner`` (mmclip's safe,
+    converting checkpoint loading for ``load_from`` and ``--resume``), with a quiet
+    console unless ``verbose``."""
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return (Runner if verbose else QuietRunner).from_cfg(cfg)
+    return (MMClipRunner if verbose else QuietRunner).from_cfg(cfg)
 
 
 def train(args: argparse.Namespace) -> None:

@@ -1,28 +1,18 @@
-"""Checkpoint conversion, safe reading, verified downloads and loading.
+"""Reading, converting, downloading and loading checkpoints.
 
-Importing this package allow-lists the types of mmengine training checkpoints for
-``torch.load(weights_only=True)`` and routes mmengine's local and http(s) checkpoint
-loading through mmclip's loader, so ``load_from`` and ``--resume`` work under
-torch >= 2.6 without turning ``weights_only`` off.
+Importing this package changes nothing outside mmclip: mmengine's ``CheckpointLoader`` and
+torch's allow-list stay as they are. mmclip's own loads (``get_model``, ``tools/test.py``,
+``LoadPretrainedHook``, and ``load_from`` / ``resume`` of ``mmclip.engine.MMClipRunner``)
+go through ``load_checkpoint``.
 """
-from .convert import TIMM_TO_MMCLIP, convert_timm_state_dict, is_timm_state_dict, rename_key
-from .download import (MIRRORS_ENV, CheckpointDownloadError, HashMismatchError, cache_dir,
-                       cached_file_name, download_checkpoint, resolve_mirror)
-from .loader import (StateDictMismatchError, describe_sources, extract_state_dict, fetch_source,
-                     load_checkpoint, load_source, load_state_dict_from_source,
-                     load_state_dict_into)
-from .mmengine_schemes import register_mmengine_schemes
-from .safe_load import (CheckpointReadError, UnsafeCheckpointError, read_checkpoint_file,
-                        register_safe_globals)
-
-register_safe_globals()
-register_mmengine_schemes()
+from .convert import convert_timm_state_dict
+from .download import CheckpointDownloadError, HashMismatchError, cache_dir, download_checkpoint
+from .loader import CheckpointFormatError, StateDictMismatchError, load_checkpoint
+from .safe_load import CheckpointReadError, UnsafeCheckpointError, read_checkpoint_file
 
 __all__ = [
-    'TIMM_TO_MMCLIP', 'convert_timm_state_dict', 'is_timm_state_dict', 'rename_key',
-    'MIRRORS_ENV', 'CheckpointDownloadError', 'HashMismatchError', 'cache_dir',
-    'cached_file_name', 'download_checkpoint', 'resolve_mirror', 'StateDictMismatchError',
-    'describe_sources', 'extract_state_dict', 'fetch_source', 'load_checkpoint', 'load_source',
-    'load_state_dict_from_source', 'load_state_dict_into', 'register_mmengine_schemes', 'CheckpointReadError',
-    'UnsafeCheckpointError', 'read_checkpoint_file', 'register_safe_globals'
+    'load_checkpoint', 'read_checkpoint_file', 'download_checkpoint', 'cache_dir',
+    'convert_timm_state_dict', 'CheckpointDownloadError', 'CheckpointFormatError',
+    'CheckpointReadError', 'HashMismatchError', 'StateDictMismatchError',
+    'UnsafeCheckpointError'
 ]

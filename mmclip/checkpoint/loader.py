@@ -26,7 +26,7 @@ from torch import nn
 
 from mmclip.models.utils.embed import resize_pos_embed
 from .convert import convert_timm_state_dict, is_timm_state_dict
-from .download import CheckpointDownloadError, download_checkpoint, is_url
+from .download import CheckpointDownloadError, Fetched, fetch_url, is_url, verify_local_file
 from .safe_load import MapLocation, read_checkpoint_file
 
 Sources = Union[str, Sequence[str]]
@@ -39,27 +39,29 @@ class StateDictMismatchError(ValueError):
 
 # ---- where the file comes from -------------------------------------------------------------
 def _download_once_per_node(url: str, mirrors: Optional[Mapping[str, str]],
-                            progress: bool) -> str:
+                            progress: bool) -> Fetched:
     """Local rank 0 downloads while the other ranks wait, then they read its cache."""
     if get_world_size() == 1:
-        return download_checkpoint(url, mirrors, progress)
+        return fetch_url(url, mirrors, progress)
     if get_local_rank() == 0:
         try:
-            return download_checkpoint(url, mirrors, progress)
+            return fetch_url(url, mirrors, progress)
         finally:
             barrier()
     barrier()
-    return download_checkpoint(url, mirrors, progress=False)
+    return fetch_url(url, mirrors, progress=False)
 
 
-def fetch_source(sources: Sources,
-                 mirrors: Optional[Mapping[str, str]] = None,
-                 progress: bool = True) -> str:
-    """The local path of the first source that can be had.
+def fetch_checkpoint(sources: Sources,
+                     mirrors: Optional[Mapping[str, str]] = None,
+                     progress: bool = True) -> Fetched:
+    """The first source that can be had, verified, and where it came from.
 
     Args:
         sources: a path or URL, or several tried in order (a URL that cannot be fetched,
-            or fails its hash check, moves on to the next one with a logged warning).
+            or a file that fails its hash check, moves on to the next one with a logged
+            warning). A local file whose name carries a hash (``...-b384e830.pth``, the
+            OpenMMLab / mmpretrain naming) is verified like a download.
         mirrors: URL prefix -> mirror prefix or local folder (see ``download.py``).
 
     Raises:
@@ -70,9 +72,10 @@ def fetch_source(sources: Sources,
         raise ValueError('No checkpoint source given.')
     failures = []
     for index, source in enumerate(sources):
-        if not is_url(source):
-            return source
         try:
+            if not is_url(source):
+                verify_local_file(source)
+                return Fetched(source, source, source)
             return _download_once_per_node(source, mirrors, progress)
         except CheckpointDownloadError as err:
             failures.append(err)
@@ -85,36 +88,85 @@ def fetch_source(sources: Sources,
                                   '\n  - '.join(map(str, failures)))
 
 
+def fetch_source(sources: Sources,
+                 mirrors: Optional[Mapping[str, str]] = None,
+                 progress: bool = True) -> str:
+    """The local path of the first source that can be had (see ``fetch_checkpoint``)."""
+    return fetch_checkpoint(sources, mirrors, progress).path
+
+
 def load_source(sources: Sources,
                 map_location: MapLocation = 'cpu',
                 mirrors: Optional[Mapping[str, str]] = None,
                 progress: bool = True) -> Any:
     """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict)."""
-    return read_checkpoint_file(fetch_source(sources, mirrors, progress), map_location)
+    return _load_fetched(sources, map_location, mirrors, progress)[0]
+
+
+def _load_fetched(sources: Sources, map_location: MapLocation,
+                  mirrors: Optional[Mapping[str, str]], progress: bool) -> Tuple[Any, str]:
+    """The checkpoint as stored, and the name of the source it came from."""
+    fetched = fetch_checkpoint(sources, mirrors, progress)
+    return read_checkpoint_file(fetched.path, map_location), fetched.describe()
 
 
 # ---- which format it is ----------------------------------------------------------------------
+class CheckpointFormatError(ValueError):
+    """A checkpoint's content is not what a model's weights should be; the message names
+    the file and the key."""
+
+
 def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """The mmclip-keyed state dict inside a loaded checkpoint of any supported format.
+    """The one place that decides a loaded checkpoint's format and unwraps it.
+
+    A dict of tensors, bare or under ``state_dict`` (training checkpoints), with a
+    ``module.`` (DistributedDataParallel) prefix dropped; timm keys are renamed through
+    ``convert.TIMM_TO_MMCLIP``, mmclip / mmpretrain keys are kept.
 
     Raises:
-        ValueError: no state dict of tensors inside.
-        KeyError: a timm checkpoint with keys the conversion table has no row for.
+        CheckpointFormatError: no state dict of tensors inside, or timm keys the table has
+            no row for; the message starts with ``name``.
     """
     state_dict = checkpoint
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('state_dict'), Mapping):
         state_dict = checkpoint['state_dict']
     if not isinstance(state_dict, Mapping) or not state_dict:
-        raise ValueError(f'{name} holds no state dict (got {type(checkpoint).__name__}); '
-                         f'expected a dict of tensors, bare or under "state_dict".')
-    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+        raise CheckpointFormatError(
+            f'{name} holds no state dict (got {type(checkpoint).__name__}); expected a dict '
+            f'of tensors, bare or under "state_dict".')
+    not_tensors = sorted(str(k) for k, v in state_dict.items()
+                         if not isinstance(k, str) or not isinstance(v, torch.Tensor))
     if not_tensors:
-        raise ValueError(f'{name}: these state-dict entries are not tensors: {not_tensors[:10]}'
-                         f'{" ..." if len(not_tensors) > 10 else ""}')
+        raise CheckpointFormatError(
+            f'{name}: these state-dict entries are not tensors: {not_tensors[:10]}'
+            f'{" ..." if len(not_tensors) > 10 else ""}')
     state_dict = {_DDP_PREFIX.sub('', k): v for k, v in state_dict.items()}
     if is_timm_state_dict(state_dict):
-        return convert_timm_state_dict(state_dict)
+        try:
+            return convert_timm_state_dict(state_dict)
+        except (KeyError, ValueError) as err:
+            raise CheckpointFormatError(f'{name}: {err.args[0]}') from None
     return state_dict
+
+
+def check_weight_values(state_dict: Mapping[str, torch.Tensor],
+                        model_state: Mapping[str, torch.Tensor], name: str,
+                        allow_nonfinite: bool = False) -> None:
+    """Refuse integer or boolean tensors where the model has floating-point weights, and
+    NaN / Inf values unless ``allow_nonfinite``: either would load silently and break
+    every prediction."""
+    for key, value in state_dict.items():
+        target = model_state.get(key)
+        if target is None or not target.is_floating_point():
+            continue
+        if not value.is_floating_point():
+            raise CheckpointFormatError(
+                f'{name}: {key} is {value.dtype}, but the model\'s weight is {target.dtype}; '
+                f'expected floating-point weights.')
+        if not allow_nonfinite and not bool(torch.isfinite(value).all()):
+            raise CheckpointFormatError(
+                f'{name}: {key} holds NaN or Inf values. Refusing to load broken weights '
+                f'(pass allow_nonfinite=True to load them anyway).')
 
 
 def load_state_dict_from_source(sources: Sources,
@@ -122,8 +174,8 @@ def load_state_dict_from_source(sources: Sources,
                                 mirrors: Optional[Mapping[str, str]] = None,
                                 progress: bool = True) -> Dict[str, torch.Tensor]:
     """Fetch, read and rename a checkpoint: mmclip keys -> tensors (no model check)."""
-    return extract_state_dict(load_source(sources, map_location, mirrors, progress),
-                              name=describe_sources(sources))
+    checkpoint, name = _load_fetched(sources, map_location, mirrors, progress)
+    return extract_state_dict(checkpoint, name)
 
 
 # ---- does it fit the model -----------------------------------------------------------------
@@ -176,7 +228,8 @@ def load_checkpoint(model: nn.Module,
                     strict: bool = True,
                     logger: Union[str, logging.Logger, None] = None,
                     mirrors: Optional[Mapping[str, str]] = None,
-                    progress: bool = True) -> Any:
+                    progress: bool = True,
+                    allow_nonfinite: bool = False) -> Any:
     """Load a checkpoint into ``model`` and return it as stored.
 
     Args:
@@ -191,6 +244,7 @@ def load_checkpoint(model: nn.Module,
         mirrors: URL prefix -> mirror prefix or local folder (merged over the
             ``MMCLIP_MIRRORS`` environment variable).
         progress: show a download progress bar.
+        allow_nonfinite: load weights holding NaN / Inf instead of refusing them.
 
     Returns:
         The loaded object (a state dict, or a dict with ``state_dict`` and ``meta``).
@@ -198,13 +252,14 @@ def load_checkpoint(model: nn.Module,
     Raises:
         StateDictMismatchError: with ``strict``, listing missing / unexpected keys and
             shape mismatches.
+        CheckpointFormatError: not a state dict of tensors, a non-float tensor for a
+            float weight, or NaN / Inf values (see ``check_weight_values``).
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_source`` and ``read_checkpoint_file``.
     """
-    name = describe_sources(source)
-    checkpoint = load_source(source, map_location, mirrors, progress)
+    checkpoint, name = _load_fetched(source, map_location, mirrors, progress)
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
-                         logger=logger)
+                         logger=logger, allow_nonfinite=allow_nonfinite)
     return checkpoint
 
 
@@ -213,7 +268,8 @@ def load_state_dict_into(model: nn.Module,
                          name: str = 'checkpoint',
                          strict: bool = True,
                          drop_prefixes: Sequence[str] = (),
-                         logger: Union[str, logging.Logger, None] = None) -> List[str]:
+                         logger: Union[str, logging.Logger, None] = None,
+                         allow_nonfinite: bool = False) -> List[str]:
     """Load an mmclip-keyed state dict into ``model`` with ``load_checkpoint``'s checks.
 
     Args:
@@ -225,6 +281,7 @@ def load_state_dict_into(model: nn.Module,
             of another shape) are left out even with ``strict``, e.g. ``('head.', )`` to
             put a 1000-class checkpoint into a 10-class model; the model keeps its own
             tensors there. Not logged here: the caller says why.
+        allow_nonfinite: as in ``load_checkpoint``.
 
     Returns:
         The descriptions of what ``drop_prefixes`` left out.
@@ -232,7 +289,9 @@ def load_state_dict_into(model: nn.Module,
     logger = logger or 'current'
     model = model.module if is_model_wrapper(model) else model
     state_dict = dict(state_dict)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
+    model_state = model.state_dict()
+    check_weight_values(state_dict, model_state, name, allow_nonfinite)
+    expected = {k: v.shape for k, v in model_state.items()}
     prefixes = tuple(drop_prefixes)
 
     def sort_out() -> Tuple[Tuple[List[str], ...], List[str]]:
@@ -267,5 +326,7 @@ def load_state_dict_into(model: nn.Module,
 
 
 def describe_sources(sources: Sources) -> str:
-    """A path or URL, or several joined with 'or', for messages."""
-    return sources if isinstance(sources, str) else ' or '.join(sources)
+    """Candidate sources, before one is fetched: a path or URL, or several as
+    'A, then B'. A fetched checkpoint is named by ``Fetched.describe()`` (the source
+    actually read)."""
+    return sources if isinstance(sources, str) else ', then '.join(sources)

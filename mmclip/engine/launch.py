@@ -30,8 +30,9 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
 from mmclip.apis.model_zoo import ModelInfo, get_model_info
-from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError,
-                               StateDictMismatchError, UnsafeCheckpointError)
+from mmclip.checkpoint import (CheckpointDownloadError, CheckpointFormatError,
+                               CheckpointReadError, StateDictMismatchError,
+                               UnsafeCheckpointError)
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
 from mmclip.utils import PRECISIONS, amp_precision, check_precision
@@ -46,8 +47,8 @@ LOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # FileNotFoundError as the API does): the tools show them as they are, without a
 # traceback through mmengine and the DataLoader.
 USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
-               StateDictMismatchError, UnsafeCheckpointError, ValueError, FileNotFoundError,
-               IsADirectoryError, NotADirectoryError)
+               CheckpointFormatError, StateDictMismatchError, UnsafeCheckpointError, ValueError,
+               FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 class HelpFormatter(argparse.HelpFormatter):

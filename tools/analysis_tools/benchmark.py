@@ -49,7 +49,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.checkpoint import load_checkpoint, rename_key
+from mmclip.checkpoint import load_checkpoint
+from mmclip.checkpoint.convert import rename_key
 from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
                                   check_cfg_options, debug_requested, default_device,
                                   exit_code_of, load_config)

@@ -20,7 +20,8 @@ from typing import Dict, List, Optional
 import torch
 
 import mmclip  # noqa: F401  (registers mmclip's modules)
-from mmclip.checkpoint import convert_timm_state_dict, is_timm_state_dict, read_checkpoint_file
+from mmclip.checkpoint import convert_timm_state_dict, read_checkpoint_file
+from mmclip.checkpoint.convert import is_timm_state_dict
 from mmclip.checkpoint.download import sha256_of
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 
@@ -76,7 +77,7 @@ def verify(timm_state: Dict[str, torch.Tensor], dst: str) -> float:
     except ImportError:
         raise SystemExit('--verify needs timm: pip install timm (the conversion itself '
                          'is done and saved).') from None
-    from mmclip.checkpoint import load_state_dict_from_source
+    from mmclip.checkpoint.loader import load_state_dict_from_source
     geo = geometry(load_state_dict_from_source(dst))
     name = f'vit_base_patch{geo["patch_size"]}_clip_{geo["img_size"]}'
     reference = timm.create_model(name, pretrained=False, num_classes=geo['num_classes'])

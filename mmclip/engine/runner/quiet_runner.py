@@ -1,14 +1,15 @@
-"""mmengine's Runner with a console that shows what a user acts on.
+"""mmclip's Runner with a console that shows what a user acts on.
 
 mmengine logs the system environment, the whole config and the hook order at INFO when a
 Runner starts: about 300 lines before the first useful one. ``QuietRunner`` keeps them (and
-mmengine's warnings about its own deprecated calls) out of the console; the log file in the work dir still has every line (the tools' ``--verbose``
-uses mmengine's Runner as it is).
+mmengine's warnings about its own deprecated calls) out of the console; the log file in the
+work dir still has every line (the tools' ``--verbose`` uses ``MMClipRunner`` as it is).
 """
 import logging
 
 from mmengine.logging import MMLogger
-from mmengine.runner import Runner
+
+from .runner import MMClipRunner
 
 # How the set-up records mmengine logs at INFO begin.
 SETUP_MESSAGES = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
@@ -31,8 +32,8 @@ class SetupRecordFilter(logging.Filter):
         return record.levelno > logging.WARNING or not message.startswith(MMENGINE_DEPRECATIONS)
 
 
-class QuietRunner(Runner):
-    """``Runner`` whose console handler leaves out the set-up records; build it as the
+class QuietRunner(MMClipRunner):
+    """``MMClipRunner`` whose console handler leaves out the set-up records; build it as the
     Runner, e.g. ``QuietRunner.from_cfg(cfg)``."""
 
     def build_logger(self, *args, **kwargs) -> MMLogger:

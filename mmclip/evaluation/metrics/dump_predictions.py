@@ -1,6 +1,7 @@
 """Write every image's prediction, in dataset order, to a .json or .pkl file."""
 import json
 import logging
+import math
 import os
 import os.path as osp
 import pickle
@@ -27,9 +28,11 @@ class DumpPredictions(BaseMetric):
     """Save one record per image, in dataset order, to ``out_file``; computes no metric.
 
     Each record: ``img_path``, ``gt_label`` (int or None), ``pred_label`` (int),
-    ``pred_score`` (the softmax score of ``pred_label``) and ``load_error`` (None, or
-    why a skipped image could not be read; its prediction fields are then None).
-    ``.json`` writes a list of objects, ``.pkl`` pickles the same list.
+    ``pred_score`` (the softmax score of ``pred_label``; None if it is not finite, so the
+    JSON stays valid) and ``load_error`` (None, or why a skipped image could not be read;
+    its prediction fields are then None). ``.json`` writes a list of objects, ``.pkl``
+    pickles the same list. The file appears whole or not at all (written beside it, then
+    renamed), so an interrupted run never leaves a truncated one.
 
     Config keys:
         out_file: path ending in ``.json`` or ``.pkl``.
@@ -53,18 +56,26 @@ class DumpPredictions(BaseMetric):
                 img_path=sample.get('img_path'),
                 gt_label=None if gt is None else int(gt[0]),
                 pred_label=None if error else int(label),
-                pred_score=None if error else float(score),
+                pred_score=None if error or not math.isfinite(score) else float(score),
                 load_error=error))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         folder = osp.dirname(osp.abspath(self.out_file))
         os.makedirs(folder, exist_ok=True)
         if self.out_file.lower().endswith('.json'):
-            with open(self.out_file, 'w', encoding='utf-8') as f:
-                json.dump(results, f, indent=1)
+            data = json.dumps(results, indent=1, allow_nan=False).encode('utf-8')
         else:
-            with open(self.out_file, 'wb') as f:
-                pickle.dump(results, f)
+            data = pickle.dumps(results)
+        tmp = osp.join(folder, f'.{osp.basename(self.out_file)}.{os.getpid()}.partial')
+        try:
+            # 0o666: the user's umask decides, as for any file they write.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            with os.fdopen(fd, 'wb') as f:
+                f.write(data)
+            os.replace(tmp, self.out_file)
+        finally:
+            if osp.exists(tmp):
+                os.remove(tmp)
         print_log(f'Wrote the predictions of {len(results)} images to {self.out_file}',
                   logger='current', level=logging.INFO)
         return {}

@@ -1,0 +1,63 @@
+"""mmengine's Runner with mmclip's checkpoint reading for ``load_from`` and ``--resume``.
+
+mmengine 0.10.7 reads checkpoints through ``CheckpointLoader``, whose local and http
+schemes are process-wide: replacing them would change how every other OpenMMLab library in
+the process loads its checkpoints. This Runner uses mmclip's loader for its own loads only:
+read without executing pickled code (``mmclip.checkpoint.safe_load``), URLs from the
+verified download cache, timm keys renamed, weights checked. It also saves its training
+checkpoints' message hub as plain data (``SaveTrainingStateAsDataHook``), so that
+resuming needs no allow-listed classes at all.
+
+Build it with ``MMClipRunner.from_cfg(cfg)``, or ``RUNNERS.build(cfg)`` with
+``runner_type='MMClipRunner'`` in the config.
+"""
+from typing import Callable, List, Tuple, Union
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from mmclip.checkpoint.loader import extract_state_dict, load_source, load_state_dict_into
+from mmclip.checkpoint.safe_load import to_plain_data
+from mmclip.registry import HOOKS, RUNNERS
+
+
+@HOOKS.register_module()
+class SaveTrainingStateAsDataHook(Hook):
+    """Before a checkpoint is written, replace the HistoryBuffers and numpy values of its
+    message hub and meta by tensors and numbers (``safe_load.to_plain_data``)."""
+
+    priority = 'LOWEST'  # after every hook that adds to the checkpoint
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in ('message_hub', 'meta'):
+            if key in checkpoint:
+                checkpoint[key] = to_plain_data(checkpoint[key])
+
+
+@RUNNERS.register_module()
+class MMClipRunner(Runner):
+    """``mmengine.runner.Runner`` whose ``load_checkpoint`` (used by ``load_from`` and
+    ``resume``) is mmclip's safe, converting, verifying loader."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_hook(SaveTrainingStateAsDataHook())
+
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False,
+                        revise_keys: List[Tuple[str, str]] = [(r'^module.', '')]) -> dict:
+        """Load ``filename`` (a path or http(s) URL) into the model and return it as stored.
+
+        ``revise_keys`` is accepted for mmengine's signature; the ``module.`` prefix it
+        removes by default is always dropped (``extract_state_dict``).
+        """
+        checkpoint = load_source(filename, map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        load_state_dict_into(model, extract_state_dict(checkpoint, filename), filename,
+                             strict=strict, logger=self.logger)
+        self._has_loaded = True
+        return checkpoint
