@@ -343,6 +343,14 @@ def test_imagenet_finetune_config_with_mixup_and_ema_resumes(data_root, tmp_path
                          tmp_path / 'in1k.pth', tmp_path / 'work')
     assert cfg.data_preprocessor.batch_augments.type == 'RandomBatchAugment'
     assert any(h['type'] == 'EMAHook' for h in cfg.custom_hooks)
+    # The photo folder with ImageNet's 1000 classes (labels 0-9 used), so that the
+    # 1000-class head fits the dataset as it fits the checkpoint.
+    from mmclip.datasets import imagenet_categories
+    ann_file = tmp_path / 'train.txt'
+    ann_file.write_text(''.join(f'{f.parent.name}/{f.name} {f.parent.name.split("_")[1]}\n'
+                                for f in sorted((data_root / 'train').glob('*/*'))))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.update(ann_file=str(ann_file), classes=list(imagenet_categories()))
     # No warm-up and a large LR, so that the raw weights move far from the EMA ones.
     cfg.param_scheduler[0].start_factor = 1.0
     cfg.optim_wrapper.optimizer.lr = 1e-2

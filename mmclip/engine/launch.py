@@ -234,16 +234,17 @@ def user_message(err: Exception) -> str:
 
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: 0 when it finishes; 1, with a one-line error, for a
-    ``USER_ERRORS`` error (logged, so that it also reaches the log file, once a Runner
-    has a logger; else printed to stderr as ``ERROR: <message>``). Other errors, and every error with ``debug``
+    ``USER_ERRORS`` error (logged, so that it also reaches the log file, when ``run``
+    started a Runner; else printed to stderr as ``ERROR: <message>``). Other errors, and every error with ``debug``
     (default: ``debug_requested()``), propagate with their traceback."""
+    before = MMLogger.get_current_instance()
     try:
         run()
     except USER_ERRORS as err:
         if debug_requested() if debug is None else debug:
             raise
         logger = MMLogger.get_current_instance()
-        if logger.instance_name == 'mmengine':  # mmengine's fallback: no Runner has started
+        if logger is before or logger.instance_name == 'mmengine':  # no Runner started
             print(f'ERROR: {user_message(err)}', file=sys.stderr)
         else:
             logger.error(user_message(err))
