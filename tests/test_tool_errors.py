@@ -146,3 +146,28 @@ def test_every_option_has_help_with_its_default(path, capsys):
         if block.lstrip().startswith('-h, --help'):
             continue
         assert 'default' in ' '.join(block.split()), f'{path}: {block}'
+
+
+def _documented_commands() -> list:
+    """Every concrete ``python tools/...`` / ``python demo/...`` command of the README and
+    the evaluation and fine-tuning docs (continuation lines joined; synopses with
+    ``[options]`` left out)."""
+    commands = []
+    for doc in ('README.md', 'docs/evaluation.md', 'docs/finetune.md'):
+        text = (ROOT / doc).read_text().replace('\\\n', ' ')
+        for line in text.splitlines():
+            line = line.split('&& ')[-1].strip()
+            if re.match(r'python (tools|demo)/\S+\.py ', line) and '[' not in line:
+                commands.append((doc, line.split()[1:]))
+    return commands
+
+
+@pytest.mark.parametrize('doc, argv', _documented_commands(),
+                         ids=lambda x: x if isinstance(x, str) else ' '.join(x[:2]))
+def test_documented_commands_parse_and_name_real_configs(doc, argv, monkeypatch):
+    from mmclip.engine.launch import load_config
+    monkeypatch.chdir(ROOT)
+    args = _tool(argv[0]).parse_args(argv[1:])
+    spec = getattr(args, 'config', None) or getattr(args, 'model', None)
+    if spec is not None:
+        load_config(spec)  # a config file of the repository, or a zoo name
