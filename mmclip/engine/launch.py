@@ -235,8 +235,9 @@ def user_message(err: Exception) -> str:
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: 0 when it finishes; 1, with a one-line error, for a
     ``USER_ERRORS`` error (logged, so that it also reaches the log file, when ``run``
-    started a Runner; else printed to stderr as ``ERROR: <message>``). Other errors, and every error with ``debug``
-    (default: ``debug_requested()``), propagate with their traceback."""
+    started a Runner; else printed to stderr as ``ERROR: <message>``). Other errors, and
+    every error with ``debug`` (default: ``debug_requested()``), propagate with their
+    traceback."""
     before = MMLogger.get_current_instance()
     try:
         run()
