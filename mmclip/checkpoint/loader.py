@@ -116,16 +116,13 @@ class CheckpointFormatError(ValueError):
     the file and the key."""
 
 
-def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """The one place that decides a loaded checkpoint's format and unwraps it.
-
-    A dict of tensors, bare or under ``state_dict`` (training checkpoints), with a
-    ``module.`` (DistributedDataParallel) prefix dropped; timm keys are renamed through
-    ``convert.TIMM_TO_MMCLIP``, mmclip / mmpretrain keys are kept.
+def unwrap_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint, keys as stored: a dict of tensors, bare or
+    under ``state_dict`` (training checkpoints), a ``module.`` (DistributedDataParallel)
+    prefix dropped.
 
     Raises:
-        CheckpointFormatError: no state dict of tensors inside, or timm keys the table has
-            no row for; the message starts with ``name``.
+        CheckpointFormatError: no state dict of tensors inside; the message starts with ``name``.
     """
     state_dict = checkpoint
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('state_dict'), Mapping):
@@ -140,8 +137,25 @@ def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, t
         raise CheckpointFormatError(
             f'{name}: these state-dict entries are not tensors: {not_tensors[:10]}'
             f'{" ..." if len(not_tensors) > 10 else ""}')
-    state_dict = {_DDP_PREFIX.sub('', k): v for k, v in state_dict.items()}
-    if is_timm_state_dict(state_dict):
+    return {_DDP_PREFIX.sub('', k): v for k, v in state_dict.items()}
+
+
+def state_dict_format(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """'timm' (``blocks.*``, ``patch_embed.proj.*``) or 'mmclip' (also mmpretrain's keys)."""
+    return 'timm' if is_timm_state_dict(state_dict) else 'mmclip'
+
+
+def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
+    """The one place that decides a loaded checkpoint's format and converts it: the
+    mmclip-keyed state dict (``unwrap_state_dict``, then timm keys renamed through
+    ``convert.TIMM_TO_MMCLIP``; mmclip / mmpretrain keys kept).
+
+    Raises:
+        CheckpointFormatError: no state dict of tensors inside, or timm keys the table has
+            no row for; the message starts with ``name``.
+    """
+    state_dict = unwrap_state_dict(checkpoint, name)
+    if state_dict_format(state_dict) == 'timm':
         try:
             return convert_timm_state_dict(state_dict)
         except (KeyError, ValueError) as err:

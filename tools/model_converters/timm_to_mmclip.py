@@ -19,7 +19,9 @@ from typing import Dict, List, Optional
 import torch
 
 import mmclip  # noqa: F401  (registers mmclip's modules)
-from mmclip.checkpoint import convert_timm_state_dict, is_timm_state_dict, read_checkpoint_file
+from mmclip.checkpoint import (CheckpointFormatError, convert_timm_state_dict,
+                               read_checkpoint_file)
+from mmclip.checkpoint.loader import state_dict_format, unwrap_state_dict
 from mmclip.checkpoint.download import sha256_of
 
 SEED_CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'clip',
@@ -36,11 +38,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def load_timm_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    checkpoint = read_checkpoint_file(path)
-    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict) or not is_timm_state_dict(state_dict):
-        raise ValueError(f'{path} is not a timm ViT state dict: expected keys such as '
-                         f'patch_embed.proj.weight and blocks.0.*, bare or under "state_dict".')
+    state_dict = unwrap_state_dict(read_checkpoint_file(path), path)
+    if state_dict_format(state_dict) != 'timm':
+        raise CheckpointFormatError(
+            f'{path} is not a timm ViT state dict: expected keys such as '
+            f'patch_embed.proj.weight and blocks.0.*, bare or under "state_dict".')
     return state_dict
 
 
