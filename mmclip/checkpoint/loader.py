@@ -88,13 +88,6 @@ def fetch_checkpoint(sources: Sources,
                                   '\n  - '.join(map(str, failures)))
 
 
-def fetch_source(sources: Sources,
-                 mirrors: Optional[Mapping[str, str]] = None,
-                 progress: bool = True) -> str:
-    """The local path of the first source that can be had (see ``fetch_checkpoint``)."""
-    return fetch_checkpoint(sources, mirrors, progress).path
-
-
 def load_source(sources: Sources,
                 map_location: MapLocation = 'cpu',
                 mirrors: Optional[Mapping[str, str]] = None,
@@ -269,7 +262,7 @@ def load_checkpoint(model: nn.Module,
         CheckpointFormatError: not a state dict of tensors, a non-float tensor for a
             float weight, or NaN / Inf values (see ``check_weight_values``).
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
-            ``fetch_source`` and ``read_checkpoint_file``.
+            ``fetch_checkpoint`` and ``read_checkpoint_file``.
     """
     checkpoint, name = _load_fetched(source, map_location, mirrors, progress)
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
@@ -324,10 +317,3 @@ def load_state_dict_into(model: nn.Module,
                            if k in expected and v.shape == expected[k]}, strict=False)
     print_log(f'Loaded checkpoint {name}', logger=logger, level=logging.INFO)
     return dropped
-
-
-def describe_sources(sources: Sources) -> str:
-    """Candidate sources, before one is fetched: a path or URL, or several as
-    'A, then B'. A fetched checkpoint is named by ``Fetched.describe()`` (the source
-    actually read)."""
-    return sources if isinstance(sources, str) else ', then '.join(sources)
