@@ -1,10 +1,13 @@
-"""Contract tests over every config: it builds, and resolves to CLIP's facts.
+"""Contract tests over every config: it builds, resolves to CLIP's facts, and states each
+fact once (an evaluation setup reads in at most three files).
 
 The published checkpoint format is written out here from the model-zoo facts (not read
 from our model), so a renamed or reshaped parameter fails the strict load.
 """
+import ast
 import re
 from pathlib import Path
+from typing import List
 
 import pytest
 import torch
@@ -16,6 +19,7 @@ from mmclip.registry import MODELS
 ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 SEED_CONFIGS = sorted((ROOT / 'configs' / 'clip').glob('vit-base-p*_pt-64xb64_in1k*.py'))
+EVAL_CONFIGS = sorted(p for p in ALL_CONFIGS if '_3rdparty_' in p.name) + SEED_CONFIGS
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 
@@ -94,3 +98,36 @@ def test_seed_config_loads_published_format_strictly(path):
     x = torch.rand(1, 3, size, size)
     with torch.no_grad():
         assert model(x).shape == (1, 1000)
+
+
+def config_files(path: Path) -> List[Path]:
+    """``path`` and every file its ``_base_`` chain reads, depth first."""
+    tree = ast.parse(path.read_text())
+    bases = [ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+             and any(getattr(t, 'id', None) == '_base_' for t in node.targets)]
+    bases = [b for value in bases for b in ([value] if isinstance(value, str) else value)]
+    files = [path]
+    for base in bases:
+        files += config_files((path.parent / base).resolve())
+    return files
+
+
+@pytest.mark.parametrize('path', EVAL_CONFIGS, ids=lambda p: p.name)
+def test_evaluation_setup_reads_in_three_files_without_a_schedule(path):
+    files = config_files(path)
+    assert len(files) <= 3, [str(f.relative_to(ROOT)) for f in files]
+    assert len(set(files)) == len(files)
+    cfg = Config.fromfile(path)
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+        assert key not in cfg, f'{path.name} carries {key}, which evaluation never uses'
+    assert cfg.test_dataloader.dataset.type == 'ImageNet'
+    assert cfg.test_evaluator == dict(type='Accuracy', topk=(1, 5))
+
+
+def test_clip_mean_and_std_are_stated_once():
+    configs = sorted((ROOT / 'configs').rglob('*.py'))
+    for fact, where in (('0.48145466', ['configs/_base_/models/clip_vit.py']),
+                        ('0.26862954', ['configs/_base_/models/clip_vit.py']),
+                        ('122.77', [])):  # the mean times 255, spelled out
+        stating = [str(p.relative_to(ROOT)) for p in configs if fact in p.read_text()]
+        assert stating == where, fact
