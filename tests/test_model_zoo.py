@@ -12,7 +12,9 @@ import torch
 from mmengine.config import Config
 
 import mmclip
+from large_models import large_models
 from mmclip.apis import get_model_info, imagenet_categories, model_index_path
+from mmclip.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / 'tests' / 'data' / 'reference'
@@ -43,17 +45,22 @@ def timm_sources() -> dict:
 
 
 SEED = seed_table()
+LARGE = large_models()
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 
 
 def test_seed_tables_parsed():
     assert len(SEED) == 14 and len(timm_sources()) == 14
+    assert len(LARGE) == 10
 
 
-def test_list_models_is_exactly_the_seed_names():
-    assert mmclip.list_models('*clip*') == sorted(SEED)
-    assert mmclip.list_models() == sorted(SEED)
+def test_list_models_is_exactly_the_seed_and_large_names():
+    assert mmclip.list_models('*clip*') == sorted(SEED | LARGE.keys())
+    assert mmclip.list_models() == sorted(SEED | LARGE.keys())
     assert mmclip.list_models('*p16*384px') == sorted(
         n for n in SEED if 'p16' in n and n.endswith('384px'))
+    assert mmclip.list_models('vit-large*') == sorted(n for n in LARGE if 'large' in n)
+    assert len(mmclip.list_models('vit-huge*')) == 3
     assert mmclip.list_models('resnet*') == []
 
 
@@ -71,17 +78,41 @@ def test_metafile_entry_matches_the_contract(name):
     assert Path(info.config) == ROOT / 'configs' / 'clip' / f'{name}.py'
 
 
-@pytest.mark.parametrize('name', sorted(SEED))
+@pytest.mark.parametrize('name', sorted(LARGE))
+def test_large_metafile_entry_has_the_hugging_face_source_and_timm_results(name):
+    info = get_model_info(name)
+    timm_model, top1, top5 = LARGE[name].timm_tag, LARGE[name].top1, LARGE[name].top5
+    assert info.weights is None, 'no OpenMMLab release: the timm file is the only source'
+    assert info.sources == (f'https://huggingface.co/timm/{timm_model}/resolve/main/'
+                            f'model.safetensors', )
+    assert info.metadata['Converted From']['Model'] == timm_model
+    metrics = info.metadata['Results'][0]['Metrics']
+    assert (metrics['Top 1 Accuracy'], metrics['Top 5 Accuracy']) == (top1, top5)
+    assert Path(info.config) == ROOT / 'configs' / 'clip' / f'{name}.py'
+    # Parameters of the real architecture (built on the meta device: no 2.5 GB of
+    # weights), its position embedding counted on the 224 px grid.
+    cfg = Config.fromfile(info.config)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    params = sum(p.numel() for p in model.parameters())
+    extra_tokens = model.backbone.pos_embed.shape[1] - (1 + (224 // 14) ** 2)
+    params -= extra_tokens * model.backbone.embed_dims
+    assert params == info.metadata['Metadata']['Parameters']
+    assert round(params / 1e6, 2) == {'large': 304.20, 'huge': 632.05}[name.split('-')[1]]
+
+
+@pytest.mark.parametrize('name', sorted(SEED | LARGE.keys()))
 def test_every_name_builds_with_its_geometry(name):
-    """Each name's config builds (tiny widths, so 14 builds stay fast) with the patch size
-    and input size its name states, and CLIP's normalisation in the data preprocessor."""
+    """Each name's config builds (tiny widths, so the builds stay fast) with the patch size
+    and input size its name states, and its weights' normalisation in the data
+    preprocessor (CLIP's, or 0.5 where timm says so)."""
     model = mmclip.get_model(name, **TINY)
     patch = int(re.search(r'-p(\d+)_', name).group(1))
     size = int(re.search(r'(\d+)px$', name).group(1)) if name.endswith('px') else 224
     assert (model.backbone.patch_size, model.backbone.img_size) == (patch, size)
     assert model.backbone.pos_embed.shape[1] == 1 + (size // patch) ** 2
-    assert torch.allclose(model.data_preprocessor.mean.flatten(),
-                          torch.tensor([0.48145466, 0.4578275, 0.40821073]) * 255)
+    mean = [0.5] * 3 if name in LARGE and LARGE[name].half_normalised else CLIP_MEAN
+    assert torch.allclose(model.data_preprocessor.mean.flatten(), torch.tensor(mean) * 255)
     assert model.dataset_meta['classes'] == imagenet_categories()
     assert not model.training
 
@@ -153,6 +184,6 @@ def test_model_index_is_found_from_an_installed_wheel(tmp_path):
                          env={**os.environ, 'PYTHONPATH': str(tmp_path / 'site')}
                          ).stdout.split()
     site = tmp_path / 'site' / 'mmclip'
-    assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'), '14',
-                   'True']
+    assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'),
+                   str(len(SEED) + len(LARGE)), 'True']
     assert model_index_path() == ROOT / 'model-index.yml'  # the checkout reads its own
