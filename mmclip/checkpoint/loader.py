@@ -89,8 +89,10 @@ def load_source(sources: Sources,
                 map_location: MapLocation = 'cpu',
                 mirrors: Optional[Mapping[str, str]] = None,
                 progress: bool = True) -> Any:
-    """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict)."""
-    return read_checkpoint_file(fetch_source(sources, mirrors, progress), map_location)
+    """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict),
+    memory-mapped: its tensors are copied into a model, not kept."""
+    return read_checkpoint_file(fetch_source(sources, mirrors, progress), map_location,
+                                mmap=True)
 
 
 # ---- which format it is ----------------------------------------------------------------------
