@@ -187,3 +187,26 @@ def test_model_index_is_found_from_an_installed_wheel(tmp_path):
     assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'),
                    str(len(SEED) + len(LARGE)), 'True']
     assert model_index_path() == ROOT / 'model-index.yml'  # the checkout reads its own
+
+
+def test_pretrained_true_converts_the_timm_file_of_a_large_model(tmp_path, torch_home):
+    """The only source of a ViT-L/14 name is timm's Hugging Face file: served here from a
+    local mirror folder (tiny widths: the key layout and conversion are what is checked),
+    it is fetched, converted and loaded strictly; the logits equal timm's."""
+    timm = pytest.importorskip('timm')
+    from safetensors.torch import save_file
+    name = 'vit-large-p14_clip-openai-pre_3rdparty_in1k'
+    arch = TINY['backbone']['arch']
+    reference = timm.create_model(
+        LARGE[name].timm_tag.split('.')[0], pretrained=False, embed_dim=arch['embed_dims'],
+        depth=arch['num_layers'], num_heads=arch['num_heads'],
+        mlp_ratio=arch['feedforward_channels'] / arch['embed_dims']).eval()
+    served = tmp_path / 'hf' / 'timm' / LARGE[name].timm_tag / 'resolve' / 'main'
+    served.mkdir(parents=True)
+    save_file(reference.state_dict(), served / 'model.safetensors')
+
+    model = mmclip.get_model(name, pretrained=True,
+                             mirrors={'https://huggingface.co': str(tmp_path / 'hf')}, **TINY)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-4, rtol=0)
