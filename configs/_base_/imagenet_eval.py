@@ -4,7 +4,6 @@
 # Types resolve in the mmclip registries (children of mmengine's).
 default_scope = 'mmclip'
 
-data_root = 'data/imagenet'
 # Seed evaluation at 224 px: short edge bicubic-resized to the crop size, then a center
 # crop. A zoo model's config replaces it with its weights' own crop_pct / crop_mode.
 test_pipeline = [
@@ -16,7 +15,8 @@ test_pipeline = [
 test_dataloader = dict(
     batch_size=64,
     num_workers=5,
-    dataset=dict(type='ImageNet', data_root=data_root, split='val', pipeline=test_pipeline),
+    dataset=dict(type='ImageNet', data_root='data/imagenet', split='val',
+                 pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
 )
 test_evaluator = dict(type='Accuracy', topk=(1, 5))

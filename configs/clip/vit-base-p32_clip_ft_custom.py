@@ -13,7 +13,6 @@ _base_ = [
 ]
 
 num_classes = 10
-data_root = 'data/custom'
 
 # CLIP ViT-B/32 at 224 px, with stochastic depth and label smoothing for training.
 model = dict(
@@ -23,17 +22,19 @@ model = dict(
 )
 data_preprocessor = dict(num_classes=num_classes)
 
-# Class folders instead of ImageNet (_delete_ drops ImageNet's `split`).
+# Class folders instead of ImageNet (_delete_ drops ImageNet's `split`); the root is
+# stated once, in the train set, and val reads it from there.
 train_dataloader = dict(
     batch_size=32,
     num_workers=4,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='train',
-                 pipeline=_base_.train_pipeline),
+    dataset=dict(_delete_=True, type='CustomDataset', data_root='data/custom',
+                 data_prefix='train', pipeline=_base_.train_pipeline),
 )
 val_dataloader = dict(
     batch_size=32,
     num_workers=4,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='val',
+    dataset=dict(_delete_=True, type='CustomDataset',
+                 data_root=train_dataloader['dataset']['data_root'], data_prefix='val',
                  pipeline=_base_.test_pipeline),
 )
 val_evaluator = dict(type='Accuracy', topk=(1, ))

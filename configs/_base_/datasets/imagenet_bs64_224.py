@@ -12,8 +12,9 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=64,
     num_workers=5,
-    dataset=dict(type='ImageNet', data_root=_base_.data_root, split='train',
-                 pipeline=train_pipeline),
+    # The same ImageNet root as the test set.
+    dataset=dict(type='ImageNet', data_root=_base_.test_dataloader.dataset.data_root,
+                 split='train', pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
 val_dataloader = _base_.test_dataloader
