@@ -92,15 +92,16 @@ def load_source(sources: Sources,
                 map_location: MapLocation = 'cpu',
                 mirrors: Optional[Mapping[str, str]] = None,
                 progress: bool = True) -> Any:
-    """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict)."""
+    """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict),
+    memory-mapped: its tensors are copied into a model, not kept."""
     return _load_fetched(sources, map_location, mirrors, progress)[0]
 
 
 def _load_fetched(sources: Sources, map_location: MapLocation,
                   mirrors: Optional[Mapping[str, str]], progress: bool) -> Tuple[Any, str]:
-    """The checkpoint as stored, and the name of the source it came from."""
+    """The checkpoint as stored (memory-mapped), and the name of the source it came from."""
     fetched = fetch_checkpoint(sources, mirrors, progress)
-    return read_checkpoint_file(fetched.path, map_location), fetched.describe()
+    return read_checkpoint_file(fetched.path, map_location, mmap=True), fetched.describe()
 
 
 # ---- which format it is ----------------------------------------------------------------------
