@@ -70,9 +70,9 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'demo')),
     cmdclass={'build_py': BuildPyWithModelIndex},
     install_requires=[
-        # torch.serialization.safe_globals (scoped allow-list): torch 2.5.
-        'torch>=2.5',
-        'torchvision>=0.20',
+        # The scoped allow-list names its stand-ins (obj, 'module.name'): torch 2.6.
+        'torch>=2.6',
+        'torchvision>=0.21',
         'mmengine>=0.10.3,<0.11',
         'filelock>=3.0',
         mmcv_requirement(),

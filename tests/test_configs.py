@@ -1,24 +1,44 @@
-"""Contract tests over every config: it builds, and resolves to CLIP's facts.
+"""Contract tests over every config: it builds, resolves to CLIP's facts, and states each
+fact once (an evaluation setup reads in at most three files).
 
 The published checkpoint format is written out here from the model-zoo facts (not read
 from our model), so a renamed or reshaped parameter fails the strict load.
 """
+import ast
 import re
 from pathlib import Path
+from typing import List
 
 import pytest
 import torch
 from mmengine.config import Config
 from torch import nn
 
+from large_models import large_models
 from mmclip.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 SEED_CONFIGS = sorted((ROOT / 'configs' / 'clip').glob('vit-base-p*_pt-64xb64_in1k*.py'))
+ZOO_CONFIGS = sorted(p for p in ALL_CONFIGS if '_3rdparty_' in p.name)
+EVAL_CONFIGS = ZOO_CONFIGS + SEED_CONFIGS
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
+SEED_FACTS = ROOT / 'tests' / 'data' / 'reference' / 'model-zoo-facts.md'
 
+
+def timm_tags() -> dict:
+    """zoo name -> the timm tag its weights come from (seed and large models)."""
+    tags = {name: row.timm_tag for name, row in large_models().items()}
+    for line in SEED_FACTS.read_text().splitlines():
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        if len(cells) == 8 and cells[0].startswith('vit-base'):
+            tags[cells[0]] = cells[1]
+    return tags
+
+
+TIMM_TAGS = timm_tags()
+HALF_NORMALISED = {name for name, row in large_models().items() if row.half_normalised}
 
 def published_state_dict(patch: int, size: int, num_classes: int = 1000) -> dict:
     """Random tensors with every key and shape of the published ``.pth`` files."""
@@ -54,6 +74,16 @@ def build(cfg: Config) -> nn.Module:
     return MODELS.build(model_cfg)
 
 
+def build_on_meta(cfg: Config) -> nn.Module:
+    """The model's structure without its weights (ViT-H is 2.5 GB), and the data
+    preprocessor on the CPU, whose mean / std are read."""
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    model.data_preprocessor = MODELS.build(dict(type='ClsDataPreprocessor',
+                                                **cfg.data_preprocessor))
+    return model
+
+
 def test_the_six_seed_configs_exist():
     names = {p.name for p in SEED_CONFIGS}
     assert names == {f'vit-base-p{p}_pt-64xb64_in1k{s}.py'
@@ -64,7 +94,7 @@ def test_the_six_seed_configs_exist():
 def test_every_config_builds_with_clip_facts(path):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmclip'
-    model = build(cfg)
+    model = build_on_meta(cfg)
     backbone = model.backbone
     assert isinstance(backbone.pre_norm, nn.LayerNorm), 'CLIP towers are pre-norm'
     assert backbone.patch_embed.projection.bias is None, 'CLIP patch conv has no bias'
@@ -72,10 +102,40 @@ def test_every_config_builds_with_clip_facts(path):
     assert norms and all(m.eps == 1e-5 for m in norms)
     acts = [layer.ffn.layers[0][1] for layer in backbone.layers]
     assert all(type(a) is nn.GELU and a.approximate == 'none' for a in acts)
+    assert model.head.layers.head.in_features == backbone.embed_dims
     pre = model.data_preprocessor
-    torch.testing.assert_close(pre.mean.flatten().tolist(), CLIP_MEAN)
-    torch.testing.assert_close(pre.std.flatten().tolist(), CLIP_STD)
+    half = path.stem in HALF_NORMALISED
+    torch.testing.assert_close(pre.mean.flatten().tolist(), [127.5] * 3 if half else CLIP_MEAN)
+    torch.testing.assert_close(pre.std.flatten().tolist(), [127.5] * 3 if half else CLIP_STD)
     assert pre.to_rgb
+
+
+def test_every_zoo_config_has_a_timm_tag():
+    assert sorted(TIMM_TAGS) == sorted(p.stem for p in ZOO_CONFIGS)
+    assert len(HALF_NORMALISED) == 4
+
+
+@pytest.mark.parametrize('path', ZOO_CONFIGS, ids=lambda p: p.stem)
+def test_zoo_config_resolves_to_timms_data_config(path):
+    """Input size, crop_pct, crop_mode, interpolation and mean / std equal timm's
+    ``resolve_data_config`` for the tag the weights come from."""
+    timm = pytest.importorskip('timm')
+    from timm.data import resolve_data_config
+    with torch.device('meta'):
+        reference = timm.create_model(TIMM_TAGS[path.stem], pretrained=False)
+    expected = resolve_data_config(model=reference)
+    cfg = Config.fromfile(path)
+    resize, crop = [t for t in cfg.test_dataloader.dataset.pipeline
+                    if t['type'] in ('CropPctResize', 'CenterCrop')]
+    size = cfg.model.backbone.img_size
+    assert expected['input_size'] == (3, size, size)
+    assert (resize['crop_size'], crop['crop_size']) == (size, size)
+    assert (resize['crop_pct'], resize['crop_mode']) == (expected['crop_pct'],
+                                                        expected['crop_mode'])
+    assert resize['interpolation'] == expected['interpolation']
+    torch.testing.assert_close(list(cfg.data_preprocessor.mean),
+                               [255 * m for m in expected['mean']])
+    torch.testing.assert_close(list(cfg.data_preprocessor.std), [255 * s for s in expected['std']])
 
 
 @pytest.mark.parametrize('path', SEED_CONFIGS, ids=lambda p: p.name)
@@ -94,3 +154,36 @@ def test_seed_config_loads_published_format_strictly(path):
     x = torch.rand(1, 3, size, size)
     with torch.no_grad():
         assert model(x).shape == (1, 1000)
+
+
+def config_files(path: Path) -> List[Path]:
+    """``path`` and every file its ``_base_`` chain reads, depth first."""
+    tree = ast.parse(path.read_text())
+    bases = [ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+             and any(getattr(t, 'id', None) == '_base_' for t in node.targets)]
+    bases = [b for value in bases for b in ([value] if isinstance(value, str) else value)]
+    files = [path]
+    for base in bases:
+        files += config_files((path.parent / base).resolve())
+    return files
+
+
+@pytest.mark.parametrize('path', EVAL_CONFIGS, ids=lambda p: p.name)
+def test_evaluation_setup_reads_in_three_files_without_a_schedule(path):
+    files = config_files(path)
+    assert len(files) <= 3, [str(f.relative_to(ROOT)) for f in files]
+    assert len(set(files)) == len(files)
+    cfg = Config.fromfile(path)
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+        assert key not in cfg, f'{path.name} carries {key}, which evaluation never uses'
+    assert cfg.test_dataloader.dataset.type == 'ImageNet'
+    assert cfg.test_evaluator == dict(type='Accuracy', topk=(1, 5))
+
+
+def test_clip_mean_and_std_are_stated_once():
+    configs = sorted((ROOT / 'configs').rglob('*.py'))
+    for fact, where in (('0.48145466', ['configs/_base_/models/clip_vit.py']),
+                        ('0.26862954', ['configs/_base_/models/clip_vit.py']),
+                        ('122.77', [])):  # the mean times 255, spelled out
+        stating = [str(p.relative_to(ROOT)) for p in configs if fact in p.read_text()]
+        assert stating == where, fact

@@ -12,7 +12,9 @@ import torch
 from mmengine.config import Config
 
 import mmclip
+from large_models import large_models
 from mmclip.apis import get_model_info, imagenet_categories, model_index_path
+from mmclip.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / 'tests' / 'data' / 'reference'
@@ -43,17 +45,22 @@ def timm_sources() -> dict:
 
 
 SEED = seed_table()
+LARGE = large_models()
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 
 
 def test_seed_tables_parsed():
     assert len(SEED) == 14 and len(timm_sources()) == 14
+    assert len(LARGE) == 10
 
 
-def test_list_models_is_exactly_the_seed_names():
-    assert mmclip.list_models('*clip*') == sorted(SEED)
-    assert mmclip.list_models() == sorted(SEED)
+def test_list_models_is_exactly_the_seed_and_large_names():
+    assert mmclip.list_models('*clip*') == sorted(SEED | LARGE.keys())
+    assert mmclip.list_models() == sorted(SEED | LARGE.keys())
     assert mmclip.list_models('*p16*384px') == sorted(
         n for n in SEED if 'p16' in n and n.endswith('384px'))
+    assert mmclip.list_models('vit-large*') == sorted(n for n in LARGE if 'large' in n)
+    assert len(mmclip.list_models('vit-huge*')) == 3
     assert mmclip.list_models('resnet*') == []
 
 
@@ -71,17 +78,41 @@ def test_metafile_entry_matches_the_contract(name):
     assert Path(info.config) == ROOT / 'configs' / 'clip' / f'{name}.py'
 
 
-@pytest.mark.parametrize('name', sorted(SEED))
+@pytest.mark.parametrize('name', sorted(LARGE))
+def test_large_metafile_entry_has_the_hugging_face_source_and_timm_results(name):
+    info = get_model_info(name)
+    timm_model, top1, top5 = LARGE[name].timm_tag, LARGE[name].top1, LARGE[name].top5
+    assert info.weights is None, 'no OpenMMLab release: the timm file is the only source'
+    assert info.sources == (f'https://huggingface.co/timm/{timm_model}/resolve/main/'
+                            f'model.safetensors', )
+    assert info.metadata['Converted From']['Model'] == timm_model
+    metrics = info.metadata['Results'][0]['Metrics']
+    assert (metrics['Top 1 Accuracy'], metrics['Top 5 Accuracy']) == (top1, top5)
+    assert Path(info.config) == ROOT / 'configs' / 'clip' / f'{name}.py'
+    # Parameters of the real architecture (built on the meta device: no 2.5 GB of
+    # weights), its position embedding counted on the 224 px grid.
+    cfg = Config.fromfile(info.config)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    params = sum(p.numel() for p in model.parameters())
+    extra_tokens = model.backbone.pos_embed.shape[1] - (1 + (224 // 14) ** 2)
+    params -= extra_tokens * model.backbone.embed_dims
+    assert params == info.metadata['Metadata']['Parameters']
+    assert round(params / 1e6, 2) == {'large': 304.20, 'huge': 632.05}[name.split('-')[1]]
+
+
+@pytest.mark.parametrize('name', sorted(SEED | LARGE.keys()))
 def test_every_name_builds_with_its_geometry(name):
-    """Each name's config builds (tiny widths, so 14 builds stay fast) with the patch size
-    and input size its name states, and CLIP's normalisation in the data preprocessor."""
+    """Each name's config builds (tiny widths, so the builds stay fast) with the patch size
+    and input size its name states, and its weights' normalisation in the data
+    preprocessor (CLIP's, or 0.5 where timm says so)."""
     model = mmclip.get_model(name, **TINY)
     patch = int(re.search(r'-p(\d+)_', name).group(1))
     size = int(re.search(r'(\d+)px$', name).group(1)) if name.endswith('px') else 224
     assert (model.backbone.patch_size, model.backbone.img_size) == (patch, size)
     assert model.backbone.pos_embed.shape[1] == 1 + (size // patch) ** 2
-    assert torch.allclose(model.data_preprocessor.mean.flatten(),
-                          torch.tensor([0.48145466, 0.4578275, 0.40821073]) * 255)
+    mean = [0.5] * 3 if name in LARGE and LARGE[name].half_normalised else CLIP_MEAN
+    assert torch.allclose(model.data_preprocessor.mean.flatten(), torch.tensor(mean) * 255)
     assert model.dataset_meta['classes'] == imagenet_categories()
     assert not model.training
 
@@ -169,3 +200,26 @@ def test_model_index_is_found_from_an_installed_wheel(tmp_path):
     assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'),
                    str(len(mmclip.list_models('*clip*'))), 'True']
     assert model_index_path() == ROOT / 'model-index.yml'  # the checkout reads its own
+
+
+def test_pretrained_true_converts_the_timm_file_of_a_large_model(tmp_path, torch_home):
+    """The only source of a ViT-L/14 name is timm's Hugging Face file: served here from a
+    local mirror folder (tiny widths: the key layout and conversion are what is checked),
+    it is fetched, converted and loaded strictly; the logits equal timm's."""
+    timm = pytest.importorskip('timm')
+    from safetensors.torch import save_file
+    name = 'vit-large-p14_clip-openai-pre_3rdparty_in1k'
+    arch = TINY['backbone']['arch']
+    reference = timm.create_model(
+        LARGE[name].timm_tag.split('.')[0], pretrained=False, embed_dim=arch['embed_dims'],
+        depth=arch['num_layers'], num_heads=arch['num_heads'],
+        mlp_ratio=arch['feedforward_channels'] / arch['embed_dims']).eval()
+    served = tmp_path / 'hf' / 'timm' / LARGE[name].timm_tag / 'resolve' / 'main'
+    served.mkdir(parents=True)
+    save_file(reference.state_dict(), served / 'model.safetensors')
+
+    model = mmclip.get_model(name, pretrained=True,
+                             mirrors={'https://huggingface.co': str(tmp_path / 'hf')}, **TINY)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-4, rtol=0)

@@ -100,7 +100,7 @@ def _tool(path: str):
     (('tools/train.py', CONFIG, '--pretrained', 'nowhere.pth'),
      '--pretrained nowhere.pth: no such checkpoint file'),
     (('tools/train.py', CONFIG, '--cfg-options', 'data_root=/data'),
-     '--cfg-options data_root=...: data_root is a variable'),
+     '--cfg-options data_root=...: a top-level data_root is read by no component'),
     ((GET_FLOPS, CONFIG, '--shape', '250', '250'),
      '--shape 250 250: each side must be a multiple of the patch size 32 (e.g. 256)'),
     (('tools/analysis_tools/benchmark.py', 'vit-b32'), "'vit-b32' is neither"),

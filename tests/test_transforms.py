@@ -11,6 +11,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 from torchvision import transforms as T
 
+from large_models import large_models
 from mmclip.datasets.transforms import (CenterCrop, CropPctResize, ImageReadError,
                                         LoadImageFromFile, PackInputs, RandomFlip,
                                         RandomResizedCrop, ResizeEdge)
@@ -45,6 +46,8 @@ ZOO = {
     'vit-base-p16_clip-laion2b-in12k-pre_3rdparty_in1k-384px':
     'vit_base_patch16_clip_384.laion2b_ft_in12k_in1k',
 }
+# The ViT-L/14 and ViT-H/14 entries, whose tags large-models-facts.md states.
+LARGE = {name: row.timm_tag for name, row in large_models().items()}
 
 
 def timm_eval_transform(timm_name: str):
@@ -72,10 +75,10 @@ def test_the_zoo_table_matches_the_reference():
         assert f'| {name} | {timm_name} |' in text
 
 
-@pytest.mark.parametrize('name', sorted(ZOO))
+@pytest.mark.parametrize('name', sorted(ZOO | LARGE))
 def test_zoo_config_preprocessing_equals_timm(name):
     config = Config.fromfile(ROOT / 'configs' / 'clip' / f'{name}.py')
-    ours, theirs = our_eval(config), timm_eval_transform(ZOO[name])
+    ours, theirs = our_eval(config), timm_eval_transform({**ZOO, **LARGE}[name])
     for path in IMAGES:
         with Image.open(path) as img:
             expected = theirs(img.convert('RGB'))

@@ -4,58 +4,38 @@
 # Run:  python tools/train.py configs/clip/vit-base-p32_clip_ft_custom.py --resume
 # The checkpoint's 1000-class head does not fit the 10-class head: LoadPretrainedHook
 # drops it with a logged line and loads everything else strictly.
+# Pipelines (train: random resized crop + flip; test: short edge to 224 + center crop):
+# datasets/imagenet_bs64_224.py; optimizer family: schedules/imagenet_bs1024_adamw_ft.py.
 _base_ = [
-    '../_base_/models/vit-base_clip.py',
+    '../_base_/models/clip_vit.py',
+    '../_base_/datasets/imagenet_bs64_224.py',
     '../_base_/schedules/imagenet_bs1024_adamw_ft.py',
-    '../_base_/default_runtime.py',
 ]
 
 num_classes = 10
-pretrained = ('https://download.openmmlab.com/mmclassification/v0/clip/'
-              'clip-vit-base-p32_openai-pre_3rdparty_in1k_20221220-a0182ba9.pth')
 
-# CLIP ViT-B/32 at 224 px: pre-norm (no patch bias), LayerNorm eps 1e-5, GELU.
+# CLIP ViT-B/32 at 224 px, with stochastic depth and label smoothing for training.
 model = dict(
-    backbone=dict(img_size=224, patch_size=32, pre_norm=True, norm_cfg=dict(type='LN', eps=1e-5),
-                  drop_path_rate=0.1),
+    backbone=dict(arch='b', patch_size=32, img_size=224, drop_path_rate=0.1),
     head=dict(num_classes=num_classes, in_channels=768,
               loss=dict(type='CrossEntropyLoss', label_smooth_val=0.1)),
 )
+data_preprocessor = dict(num_classes=num_classes)
 
-# OpenAI CLIP mean / std times 255, RGB; images arrive as uint8 BGR.
-data_preprocessor = dict(
-    num_classes=num_classes,
-    mean=[122.770938, 116.7460125, 104.09373615],
-    std=[68.5005327, 66.6321579, 70.32316305],
-    to_rgb=True,
-)
-
-data_root = 'data/custom'
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
+# Class folders instead of ImageNet (_delete_ drops ImageNet's `split`); the root is
+# stated once, in the train set, and val reads it from there.
 train_dataloader = dict(
     batch_size=32,
     num_workers=4,
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
-                 pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(_delete_=True, type='CustomDataset', data_root='data/custom',
+                 data_prefix='train', pipeline=_base_.train_pipeline),
 )
 val_dataloader = dict(
     batch_size=32,
     num_workers=4,
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='val',
-                 pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(_delete_=True, type='CustomDataset',
+                 data_root=train_dataloader['dataset']['data_root'], data_prefix='val',
+                 pipeline=_base_.test_pipeline),
 )
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
@@ -76,7 +56,11 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=1)
 auto_scale_lr = dict(base_batch_size=32)
 
-custom_hooks = [dict(type='LoadPretrainedHook', checkpoint=pretrained)]
+custom_hooks = [
+    dict(type='LoadPretrainedHook',
+         checkpoint='https://download.openmmlab.com/mmclassification/v0/clip/'
+         'clip-vit-base-p32_openai-pre_3rdparty_in1k_20221220-a0182ba9.pth'),
+]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2, save_best='auto'),

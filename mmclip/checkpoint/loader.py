@@ -88,26 +88,20 @@ def fetch_checkpoint(sources: Sources,
                                   '\n  - '.join(map(str, failures)))
 
 
-def fetch_source(sources: Sources,
-                 mirrors: Optional[Mapping[str, str]] = None,
-                 progress: bool = True) -> str:
-    """The local path of the first source that can be had (see ``fetch_checkpoint``)."""
-    return fetch_checkpoint(sources, mirrors, progress).path
-
-
 def load_source(sources: Sources,
                 map_location: MapLocation = 'cpu',
                 mirrors: Optional[Mapping[str, str]] = None,
                 progress: bool = True) -> Any:
-    """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict)."""
+    """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict),
+    memory-mapped: its tensors are copied into a model, not kept."""
     return _load_fetched(sources, map_location, mirrors, progress)[0]
 
 
 def _load_fetched(sources: Sources, map_location: MapLocation,
                   mirrors: Optional[Mapping[str, str]], progress: bool) -> Tuple[Any, str]:
-    """The checkpoint as stored, and the name of the source it came from."""
+    """The checkpoint as stored (memory-mapped), and the name of the source it came from."""
     fetched = fetch_checkpoint(sources, mirrors, progress)
-    return read_checkpoint_file(fetched.path, map_location), fetched.describe()
+    return read_checkpoint_file(fetched.path, map_location, mmap=True), fetched.describe()
 
 
 # ---- which format it is ----------------------------------------------------------------------
@@ -116,16 +110,13 @@ class CheckpointFormatError(ValueError):
     the file and the key."""
 
 
-def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """The one place that decides a loaded checkpoint's format and unwraps it.
-
-    A dict of tensors, bare or under ``state_dict`` (training checkpoints), with a
-    ``module.`` (DistributedDataParallel) prefix dropped; timm keys are renamed through
-    ``convert.TIMM_TO_MMCLIP``, mmclip / mmpretrain keys are kept.
+def unwrap_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint, keys as stored: a dict of tensors, bare or
+    under ``state_dict`` (training checkpoints), a ``module.`` (DistributedDataParallel)
+    prefix dropped.
 
     Raises:
-        CheckpointFormatError: no state dict of tensors inside, or timm keys the table has
-            no row for; the message starts with ``name``.
+        CheckpointFormatError: no state dict of tensors inside; the message starts with ``name``.
     """
     state_dict = checkpoint
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('state_dict'), Mapping):
@@ -140,8 +131,25 @@ def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, t
         raise CheckpointFormatError(
             f'{name}: these state-dict entries are not tensors: {not_tensors[:10]}'
             f'{" ..." if len(not_tensors) > 10 else ""}')
-    state_dict = {_DDP_PREFIX.sub('', k): v for k, v in state_dict.items()}
-    if is_timm_state_dict(state_dict):
+    return {_DDP_PREFIX.sub('', k): v for k, v in state_dict.items()}
+
+
+def state_dict_format(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """'timm' (``blocks.*``, ``patch_embed.proj.*``) or 'mmclip' (also mmpretrain's keys)."""
+    return 'timm' if is_timm_state_dict(state_dict) else 'mmclip'
+
+
+def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
+    """The one place that decides a loaded checkpoint's format and converts it: the
+    mmclip-keyed state dict (``unwrap_state_dict``, then timm keys renamed through
+    ``convert.TIMM_TO_MMCLIP``; mmclip / mmpretrain keys kept).
+
+    Raises:
+        CheckpointFormatError: no state dict of tensors inside, or timm keys the table has
+            no row for; the message starts with ``name``.
+    """
+    state_dict = unwrap_state_dict(checkpoint, name)
+    if state_dict_format(state_dict) == 'timm':
         try:
             return convert_timm_state_dict(state_dict)
         except (KeyError, ValueError) as err:
@@ -255,7 +263,7 @@ def load_checkpoint(model: nn.Module,
         CheckpointFormatError: not a state dict of tensors, a non-float tensor for a
             float weight, or NaN / Inf values (see ``check_weight_values``).
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
-            ``fetch_source`` and ``read_checkpoint_file``.
+            ``fetch_checkpoint`` and ``read_checkpoint_file``.
     """
     checkpoint, name = _load_fetched(source, map_location, mirrors, progress)
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
@@ -323,10 +331,3 @@ def load_state_dict_into(model: nn.Module,
                            if k in expected and v.shape == expected[k]}, strict=False)
     print_log(f'Loaded checkpoint {name}', logger=logger, level=logging.INFO)
     return dropped
-
-
-def describe_sources(sources: Sources) -> str:
-    """Candidate sources, before one is fetched: a path or URL, or several as
-    'A, then B'. A fetched checkpoint is named by ``Fetched.describe()`` (the source
-    actually read)."""
-    return sources if isinstance(sources, str) else ', then '.join(sources)

@@ -158,10 +158,16 @@ def checkpoint_format(path: str) -> Optional[str]:
     return None
 
 
-def read_checkpoint_file(path: str, map_location: MapLocation = 'cpu') -> Any:
+def read_checkpoint_file(path: str, map_location: MapLocation = 'cpu',
+                         mmap: bool = False) -> Any:
     """Load ``path``: safetensors with safetensors, a PyTorch file with
     ``torch.load(weights_only=True)`` (told apart by content, whatever the extension).
     mmengine HistoryBuffers come back as real ones, rebuilt from their numbers.
+
+    ``mmap=True`` memory-maps a zip-format PyTorch file (safetensors files always are):
+    for weights that are copied into a model and dropped, the file's pages stay in the
+    page cache instead of a second full copy in process memory, which the allocator
+    keeps after it is freed (2.4 GB for ViT-H/14).
 
     Raises:
         CheckpointReadError: missing, truncated or unreadable file (naming it).
@@ -177,9 +183,14 @@ def read_checkpoint_file(path: str, map_location: MapLocation = 'cpu') -> Any:
     if file_format == 'safetensors':
         return _read_safetensors(path, map_location)
     try:
-        # A file object, not the path: torch 2.14 picks safetensors by file extension.
-        with open(path, 'rb') as f, _scoped_safe_globals():
-            checkpoint = torch.load(f, map_location=map_location, weights_only=True)
+        with _scoped_safe_globals():
+            if mmap and _mappable(path):
+                checkpoint = torch.load(path, map_location=map_location, weights_only=True,
+                                        mmap=True)
+            else:
+                # A file object, not the path: torch 2.14 picks safetensors by extension.
+                with open(path, 'rb') as f:
+                    checkpoint = torch.load(f, map_location=map_location, weights_only=True)
         return restore_training_state(checkpoint)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(_refusal_message(path, err)) from None
@@ -188,6 +199,13 @@ def read_checkpoint_file(path: str, map_location: MapLocation = 'cpu') -> Any:
         raise CheckpointReadError(
             f'Cannot read checkpoint {path} with torch.load ({type(err).__name__}: '
             f'{_first_line(err)}); is the file complete?') from None
+
+
+def _mappable(path: str) -> bool:
+    """torch maps only zip-format files, and only by path (read as safetensors when the
+    path ends in .safetensors)."""
+    with open(path, 'rb') as f:
+        return f.read(4) == b'PK\x03\x04' and not path.endswith('.safetensors')
 
 
 def _read_safetensors(path: str, map_location: MapLocation) -> dict:

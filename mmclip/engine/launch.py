@@ -133,8 +133,8 @@ def load_config(spec: str) -> Tuple[Config, Optional[ModelInfo]]:
     return Config.fromfile(info.config), info
 
 
-# Top-level config variables are resolved when the file is read: overriding them later
-# changes nothing, so these are refused with the option that does the job.
+# Bare names no component reads (or top-level variables, resolved when the file is read):
+# setting them changes nothing, so they are refused with the option that does the job.
 _RESOLVED_VARIABLES = {'data_root': '--data-root DIR',
                        'pretrained': '--pretrained PATH_OR_URL (tools/train.py)',
                        'num_classes': 'model.head.num_classes=N (and data_preprocessor.'
@@ -142,12 +142,13 @@ _RESOLVED_VARIABLES = {'data_root': '--data-root DIR',
 
 
 def check_cfg_options(options: Optional[dict]) -> None:
-    """Refuse ``--cfg-options`` keys that are top-level variables of the configs."""
+    """Refuse ``--cfg-options`` keys that would set a bare ``data_root``, ``pretrained`` or
+    ``num_classes``."""
     for key in options or {}:
         if key in _RESOLVED_VARIABLES:
-            raise ValueError(f'--cfg-options {key}=...: {key} is a variable the config file '
-                             f'uses when it is read, so setting it afterwards changes nothing; '
-                             f'use {_RESOLVED_VARIABLES[key]}.')
+            raise ValueError(f'--cfg-options {key}=...: a top-level {key} is read by no '
+                             f'component (a config variable is resolved when the file is read), '
+                             f'so setting it changes nothing; use {_RESOLVED_VARIABLES[key]}.')
 
 
 def set_data_root(cfg: Config, root: str, loader_keys: Sequence[str] = LOADER_KEYS) -> None:

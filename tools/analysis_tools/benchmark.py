@@ -6,7 +6,7 @@ p50 / p90 of one batch of random inputs at the config's resolution, after warm-u
     python tools/analysis_tools/benchmark.py configs/clip/vit-base-p32_pt-64xb64_in1k.py \\
         --batch-size 32 --precision fp32 bf16 --compare-timm
 
-``--compare-timm`` builds the matching timm model (``vit_base_patch{16,32}_clip_{224,384,448}``)
+``--compare-timm`` builds the matching timm model (``vit_{base,large,huge}_patch{14,16,32}_clip_*``)
 with the SAME weights and times it on the same batch in the same process, alternating
 ours and timm's batches so that load from other processes hits both alike; the ratios
 (ours / timm at the same precision, and ours / timm fp32) are printed. Several
@@ -58,7 +58,11 @@ from mmclip.registry import TRANSFORMS
 from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
-TIMM_SIZES = {16: (224, 384), 32: (224, 384, 448)}  # timm CLIP fine-tunes that exist
+# The timm CLIP ViTs with ImageNet-1k fine-tunes: (width, patch) -> (name stem, sizes).
+TIMM_CLIP = {(768, 16): ('vit_base_patch16_clip', (224, 384)),
+             (768, 32): ('vit_base_patch32_clip', (224, 384, 448)),
+             (1024, 14): ('vit_large_patch14_clip', (224, 336)),
+             (1280, 14): ('vit_huge_patch14_clip', (224, 336))}
 TIMERS = {'wall': time.perf_counter, 'cpu': time.process_time}
 
 
@@ -69,7 +73,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='config file path, or a model-zoo name')
     parser.add_argument('--checkpoint', help='weights to load (path or URL; default: random '
                         'weights, which run at the same speed)')
-    parser.add_argument('--batch-size', type=int, default=32, help='images per batch')
+    parser.add_argument('--batch-size', type=int,
+                        help="images per batch (default: the config's test_dataloader."
+                        "batch_size, which fits the model's size: 64 for ViT-B, 32 for ViT-L, "
+                        '16 for ViT-H)')
     add_precision_options(parser, several=True)
     parser.add_argument('--compile', action='store_true', help='torch.compile the models')
     parser.add_argument('--device', default=default_device(),
@@ -109,6 +116,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f'--device {args.device}: no CUDA device is available; use --device cpu')
     if args.timer == 'cpu' and torch.device(args.device).type != 'cpu':
         parser.error('--timer cpu measures this process\'s CPU time: use it with --device cpu')
+    if args.batch_size is None:
+        cfg = config_with_options(args.config, args.cfg_options)
+        args.batch_size = cfg.test_dataloader.batch_size
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         parser.error('--batch-size and --iters must be >= 1 and --warmup >= 0')
     if args.data and not Path(args.data).is_dir():
@@ -143,10 +153,11 @@ def timm_twin(model: torch.nn.Module) -> torch.nn.Module:
 
     backbone = model.backbone
     patch, size = backbone.patch_size, backbone.img_size
-    if size not in TIMM_SIZES.get(patch, ()):
-        raise ValueError(f'--compare-timm: timm has no CLIP ViT-B/{patch} at {size} px; '
-                         f'it has {TIMM_SIZES}')
-    name = f'vit_base_patch{patch}_clip_{size}'
+    stem, sizes = TIMM_CLIP.get((backbone.embed_dims, patch), (None, ()))
+    if size not in sizes:
+        raise ValueError(f'--compare-timm: timm has no CLIP ViT of width {backbone.embed_dims}, '
+                         f'patch {patch} at {size} px; it has {TIMM_CLIP}')
+    name = f'{stem}_{size}'
     twin = timm.create_model(name, pretrained=False, num_classes=model.head.num_classes)
     ours = model.state_dict()
     names = {key: rename_key(key) for key in twin.state_dict()}

@@ -20,8 +20,9 @@ from typing import Dict, List, Optional
 import torch
 
 import mmclip  # noqa: F401  (registers mmclip's modules)
-from mmclip.checkpoint import convert_timm_state_dict, read_checkpoint_file
-from mmclip.checkpoint.convert import is_timm_state_dict
+from mmclip.checkpoint import (CheckpointFormatError, convert_timm_state_dict,
+                               read_checkpoint_file)
+from mmclip.checkpoint.loader import state_dict_format, unwrap_state_dict
 from mmclip.checkpoint.download import sha256_of
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 
@@ -43,14 +44,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def load_timm_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'SRC {path}: no such file.')
-    checkpoint = read_checkpoint_file(path)
-    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict) or not is_timm_state_dict(state_dict):
-        already = isinstance(state_dict, dict) and any(k.startswith('backbone.') for k in state_dict)
+    state_dict = unwrap_state_dict(read_checkpoint_file(path), path)
+    if state_dict_format(state_dict) != 'timm':
+        already = any(k.startswith('backbone.') for k in state_dict)
         hint = ' It has mmclip keys (backbone.*): it is converted already.' if already else ''
-        raise ValueError(f'SRC {path} is not a timm ViT state dict: expected keys such as '
-                         f'patch_embed.proj.weight and blocks.0.*, bare or under "state_dict".'
-                         f'{hint}')
+        raise CheckpointFormatError(
+            f'SRC {path} is not a timm ViT state dict: expected keys such as '
+            f'patch_embed.proj.weight and blocks.0.*, bare or under "state_dict".{hint}')
     return state_dict
 
 

@@ -1,8 +1,7 @@
-# ImageNet-1k at 224 px. Images leave the pipeline as uint8 BGR; the model's
-# ClsDataPreprocessor normalises them on the device with the mean / std the leaf config
-# states (CLIP's, not ImageNet's, for the CLIP checkpoints).
-dataset_type = 'ImageNet'
-data_root = 'data/imagenet'
+# Training on ImageNet-1k at 224 px, on top of the evaluation setup (imagenet_eval.py):
+# the train split with a random resized crop and a flip; validation after each epoch is
+# the test set, pipeline and metric of imagenet_eval.py.
+_base_ = ['../imagenet_eval.py']
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -10,29 +9,13 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-
-# Seed evaluation: short edge bicubic-resized to the crop size, then a center crop.
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
-
 train_dataloader = dict(
     batch_size=64,
     num_workers=5,
-    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
+    # The same ImageNet root as the test set.
+    dataset=dict(type='ImageNet', data_root=_base_.test_dataloader.dataset.data_root,
+                 split='train', pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
-
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=5,
-    dataset=dict(type=dataset_type, data_root=data_root, split='val', pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
-
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator
+val_dataloader = _base_.test_dataloader
+val_evaluator = _base_.test_evaluator

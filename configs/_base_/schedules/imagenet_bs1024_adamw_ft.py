@@ -21,6 +21,5 @@ param_scheduler = [
 
 train_cfg = dict(by_epoch=True, max_epochs=50, val_interval=1)
 val_cfg = dict()
-test_cfg = dict()
 
 auto_scale_lr = dict(base_batch_size=1024)

@@ -53,6 +53,10 @@ class VisionTransformer(BaseModule):
     arch_zoo: Dict[str, Dict[str, int]] = {
         **dict.fromkeys(['b', 'base'], dict(
             embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072)),
+        **dict.fromkeys(['l', 'large'], dict(
+            embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)),
+        **dict.fromkeys(['h', 'huge'], dict(
+            embed_dims=1280, num_layers=32, num_heads=16, feedforward_channels=5120)),
     }
     num_extra_tokens = 1  # the class token
 

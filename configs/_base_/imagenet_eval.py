@@ -1,0 +1,33 @@
+# Evaluation on ImageNet-1k val: everything tools/test.py needs besides the model (no
+# training schedule). Images leave the pipeline as uint8 BGR; the model's data
+# preprocessor normalises them (models/clip_vit.py).
+# Types resolve in the mmclip registries (children of mmengine's).
+default_scope = 'mmclip'
+
+# Seed evaluation at 224 px: short edge bicubic-resized to the crop size, then a center
+# crop. A zoo model's config replaces it with its weights' own crop_pct / crop_mode.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+test_dataloader = dict(
+    batch_size=64,
+    num_workers=5,
+    dataset=dict(type='ImageNet', data_root='data/imagenet', split='val',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+)
+test_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_cfg = dict()
+
+# Hooks not named here are mmengine's defaults.
+default_hooks = dict(logger=dict(type='LoggerHook', interval=100))
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+log_level = 'INFO'

@@ -1,0 +1,18 @@
+# vit-large-p14_clip-openai-pre_3rdparty_in1k
+# CLIP ViT-L/14 image tower, OpenAI CLIP pre-training, fine-tuned on ImageNet-1k; weights
+# converted from timm's vit_large_patch14_clip_224.openai_ft_in1k. Evaluated as timm's
+# pretrained config says: 224 px input, crop_pct 1.0, crop_mode 'center': bicubic (pillow)
+# resize of the short edge to floor(224 / 1.0) = 224, aspect ratio kept, then a 224 px
+# center crop; CLIP mean / std (from the base).
+_base_ = ['../_base_/models/clip_vit.py', '../_base_/imagenet_eval.py']
+
+model = dict(backbone=dict(arch='l', patch_size=14, img_size=224),
+             head=dict(in_channels=1024))
+
+test_dataloader = dict(batch_size=32, dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='CropPctResize', crop_size=224, crop_pct=1.0, crop_mode='center',
+         backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]))
