@@ -28,7 +28,7 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
-from mmclip.checkpoint.loader import describe_sources, load_checkpoint
+from mmclip.checkpoint import load_checkpoint
 from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
                                   apply_common_args, chosen_precision, configure_distributed,
@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> dict:
     metrics = runner.test()
     if is_main_process():
         details = osp.join(runner.log_dir, f'{runner.timestamp}.json')
-        runner.logger.info(f'Results of {args.config} with {describe_sources(checkpoint)}\n' +
+        weights = checkpoint if isinstance(checkpoint, str) else 'its zoo weights'
+        runner.logger.info(f'Results of {args.config} with {weights}\n' +
                            format_metrics_table(metrics, details))
         written = [runner.log_dir] + ([args.out] if args.out else [])
         runner.logger.info(f"Written: {', '.join(written)}")
