@@ -1,7 +1,8 @@
 """mmclip installation.
 
-``pip install -e .`` brings everything needed to import and run; ``.[tests]`` adds pytest
-and timm (timm is used only by tests and the checkpoint converter's --verify).
+``pip install -e .`` brings everything needed to import and run; ``.[onnx]`` adds ONNX
+export and the ONNX Runtime backend; ``.[tests]`` adds pytest, timm (used only by tests and
+the checkpoint converter's --verify) and the ``onnx`` extra.
 """
 import os
 import shutil
@@ -55,6 +56,9 @@ def add_mim_extension() -> None:
                     ignore=shutil.ignore_patterns('__pycache__'))
 
 
+# torch.onnx.export(dynamo=True) translates through onnxscript.
+ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
+
 add_mim_extension()
 setup(
     name='mmclip',
@@ -78,7 +82,8 @@ setup(
         'safetensors>=0.4',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'timm>=1.0.9'],
+        'onnx': ONNX_EXTRA,
+        'tests': ['pytest>=7', 'timm>=1.0.9'] + ONNX_EXTRA,
     },
     zip_safe=False,
 )
