@@ -83,7 +83,9 @@ def test_list_is_in_order_and_batching_changes_nothing(checkpoint, photos):
     batched = inferencer(list(reversed(photos[:5])), batch_size=3)[::-1]
     for a, b in zip(one_by_one, batched):
         assert a['pred_label'] == b['pred_label']
-        np.testing.assert_allclose(a['pred_scores'], b['pred_scores'], rtol=0, atol=1e-6)
+        # The class-token-only last layer runs [B, C] GEMMs, whose kernels round a little
+        # differently for B = 1 and B = 3.
+        np.testing.assert_allclose(a['pred_scores'], b['pred_scores'], rtol=0, atol=1e-5)
 
 
 def test_path_bgr_array_rgb_array_and_pil_agree(checkpoint, photos):
