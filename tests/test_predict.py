@@ -15,15 +15,17 @@ import torch
 from mmclip import get_model
 from mmclip.apis.batch_prediction import collect_inputs
 from mmclip.apis.inference import ImageClassificationInferencer
+from conftest import SEED_CONFIG, TINY_ARCH
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT = ROOT / 'tools' / 'predict.py'
 
 
-@pytest.fixture
-def setup(tmp_path, images_dir, tiny_config):
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory, images_dir):
     """(config, checkpoint, folder): the photos in nested folders, plus an empty JPEG and
     a text file behind a .png name; a tiny 1000-class model whose head spreads the photos."""
+    tmp_path = tmp_path_factory.mktemp('predict')
     folder = tmp_path / 'photos'
     for i, photo in enumerate(sorted(images_dir.glob('*.*g'))):
         sub = folder / f'part{i % 3}' / ('deeper' if i % 2 else '')
@@ -32,7 +34,17 @@ def setup(tmp_path, images_dir, tiny_config):
     (folder / 'empty.jpg').write_bytes(b'')
     (folder / 'part0' / 'notes.png').write_text('not an image')
     (folder / 'readme.txt').write_text('skipped: not an image suffix')
-    config = tiny_config()
+    config = tmp_path / 'tiny.py'
+    config.write_text(
+        f"_base_ = {str(SEED_CONFIG)!r}\n"
+        f"model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}),\n"
+        f"                           img_size=64, patch_size=16),\n"
+        f"             head=dict(in_channels={TINY_ARCH['embed_dims']}))\n"
+        f"test_pipeline = [dict(type='LoadImageFromFile'),\n"
+        f"    dict(type='ResizeEdge', scale=64, edge='short', backend='pillow',\n"
+        f"         interpolation='bicubic'),\n"
+        f"    dict(type='CenterCrop', crop_size=64), dict(type='PackInputs')]\n"
+        f"test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
     torch.manual_seed(0)
     model = get_model(str(config))
     with torch.no_grad():
@@ -62,11 +74,18 @@ def _jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-def test_one_record_per_image_equal_to_the_inferencer_and_bad_files_recorded(setup, tmp_path):
-    config, checkpoint, folder = setup
-    out = tmp_path / 'out.jsonl'
+@pytest.fixture(scope='module')
+def reference(setup, tmp_path_factory):
+    """The output of one uninterrupted single-process run, top-3."""
+    out = tmp_path_factory.mktemp('reference') / 'ref.jsonl'
     _predict(setup, out, '--topk', '3')
-    records = _jsonl(out)
+    return out
+
+
+def test_one_record_per_image_equal_to_the_inferencer_and_bad_files_recorded(setup,
+                                                                              reference):
+    config, checkpoint, folder = setup
+    records = _jsonl(reference)
     paths = collect_inputs([str(folder)])
     assert [r['path'] for r in records] == paths and len(paths) == 13
     errors = {Path(r['path']).name: r['error'] for r in records if 'error' in r}
@@ -84,14 +103,13 @@ def test_one_record_per_image_equal_to_the_inferencer_and_bad_files_recorded(set
     assert len({r['labels'][0] for r in good}) > 2  # the check can fail
 
 
-def test_rerun_after_an_interruption_gives_exactly_one_line_per_image(setup, tmp_path):
-    reference = tmp_path / 'ref.jsonl'
-    _predict(setup, reference)
+def test_rerun_after_an_interruption_gives_exactly_one_line_per_image(setup, reference,
+                                                                     tmp_path):
     lines = reference.read_text().splitlines(keepends=True)
     out = tmp_path / 'out.jsonl'
     # What a run killed while writing its second batch leaves: whole lines, then a torn one.
     out.write_text(''.join(lines[:4]) + lines[4][:len(lines[4]) // 2])
-    stdout = _predict(setup, out)
+    stdout = _predict(setup, out, '--topk', '3')
     assert f'{len(lines) - 4} classified now' in stdout
     records = _jsonl(out)
     assert sorted(r['path'] for r in records) == sorted(r['path'] for r in _jsonl(reference))
@@ -99,19 +117,19 @@ def test_rerun_after_an_interruption_gives_exactly_one_line_per_image(setup, tmp
     for record in records:
         assert record.get('labels') == by_path[record['path']].get('labels')
     before = out.read_bytes()
-    assert '0 classified now' in _predict(setup, out)  # nothing left: nothing changes
+    assert '0 classified now' in _predict(setup, out, '--topk', '3')  # nothing left to do
     assert out.read_bytes() == before
 
 
-def test_csv_output_and_resume_checks_its_columns(setup, tmp_path):
+def test_csv_output_and_resume_checks_its_columns(setup, reference, tmp_path):
     out = tmp_path / 'out.csv'
     _predict(setup, out, '--topk', '2')
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 13 and list(rows[0]) == [
         'path', 'label_1', 'label_2', 'class_1', 'class_2', 'score_1', 'score_2', 'error']
     assert sum(bool(r['error']) for r in rows) == 2
-    reference = {r['path']: r['label_1'] for r in _jsonl_like(setup, tmp_path)}
-    assert {r['path']: r['label_1'] for r in rows if not r['error']} == reference
+    expected = {r['path']: str(r['labels'][0]) for r in _jsonl(reference) if 'labels' in r}
+    assert {r['path']: r['label_1'] for r in rows if not r['error']} == expected
     config, checkpoint, folder = setup
     result = subprocess.run(
         [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
@@ -121,26 +139,18 @@ def test_csv_output_and_resume_checks_its_columns(setup, tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(f'error: {out} exists with')
 
 
-def _jsonl_like(setup, tmp_path):
-    out = tmp_path / 'labels.jsonl'
-    _predict(setup, out, '--topk', '1')
-    return [dict(path=r['path'], label_1=str(r['labels'][0])) for r in _jsonl(out)
-            if 'error' not in r]
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
 
 
-def test_two_processes_write_the_one_process_output(setup, tmp_path):
-    single = tmp_path / 'single.jsonl'
-    _predict(setup, single)
+def test_two_processes_write_the_one_process_output(setup, reference, tmp_path):
+    single = reference
     double = tmp_path / 'double.jsonl'
     launcher = (sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2',
                 '--master-port', str(_free_port()))
-    _predict(setup, double, launcher=launcher)
+    _predict(setup, double, '--topk', '3', launcher=launcher)
     a, b = _jsonl(single), _jsonl(double)
     assert [r['path'] for r in b] == [r['path'] for r in a]
     for x, y in zip(a, b):
