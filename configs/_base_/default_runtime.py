@@ -16,7 +16,7 @@ env_cfg = dict(
 )
 
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='Visualizer', vis_backends=vis_backends)
+visualizer = dict(type='LazyFigureVisualizer', vis_backends=vis_backends)
 
 log_level = 'INFO'
 load_from = None
