@@ -199,12 +199,14 @@ def summarize(seconds: Sequence[float], batch_size: int) -> dict:
 
 
 def onnxruntime_fn(model: torch.nn.Module, batch_size: int, work_dir: str,
-                   threads: Optional[int]) -> Callable[[], None]:
-    """A batch of random uint8 RGB images through the exported model in ONNX Runtime."""
+                   threads: Optional[int], device: str) -> Callable[[], None]:
+    """A batch of random uint8 RGB images (host memory) through the exported model in
+    ONNX Runtime, on its CUDA provider for a CUDA ``device``."""
     from mmclip.deployment import export_onnx
     from mmclip.deployment.onnxruntime_classifier import create_session
-    onnx_file = export_onnx(model, Path(work_dir) / 'model.onnx')
-    session = create_session(onnx_file, threads=threads)
+    onnx_file = export_onnx(model.cpu(), Path(work_dir) / 'model.onnx')
+    model.to(device)
+    session = create_session(onnx_file, device=device, threads=threads)
     size = model.backbone.img_size
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8).numpy()
     return lambda: session.run(None, {'images': images})
@@ -221,7 +223,7 @@ def benchmark_model(model: torch.nn.Module, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as work_dir:
         if 'onnxruntime' in args.backend:
             runs['onnxruntime fp32'] = onnxruntime_fn(model, args.batch_size, work_dir,
-                                                      args.threads)
+                                                      args.threads, args.device)
         times = time_interleaved(runs, args.warmup, args.iters, TIMERS[args.timer])
     results = {name: summarize(t, args.batch_size) for name, t in times.items()}
     return dict(results=results, ratios=timm_ratios(times, args.precision))
