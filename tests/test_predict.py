@@ -139,6 +139,15 @@ def test_csv_output_and_resume_checks_its_columns(setup, reference, tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(f'error: {out} exists with')
 
 
+def _assert_same_records(expected_file, got_file):
+    """Same paths in the same order, same labels and errors, scores within 1e-5."""
+    a, b = _jsonl(expected_file), _jsonl(got_file)
+    assert [r['path'] for r in b] == [r['path'] for r in a]
+    for x, y in zip(a, b):
+        assert x.get('labels') == y.get('labels') and x.get('error') == y.get('error')
+        np.testing.assert_allclose(x.get('scores', []), y.get('scores', []), atol=1e-5)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
@@ -151,11 +160,7 @@ def test_two_processes_write_the_one_process_output(setup, reference, tmp_path):
     launcher = (sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2',
                 '--master-port', str(_free_port()))
     _predict(setup, double, '--topk', '3', launcher=launcher)
-    a, b = _jsonl(single), _jsonl(double)
-    assert [r['path'] for r in b] == [r['path'] for r in a]
-    for x, y in zip(a, b):
-        assert x.get('labels') == y.get('labels') and x.get('error') == y.get('error')
-        np.testing.assert_allclose(x.get('scores', []), y.get('scores', []), atol=1e-5)
+    _assert_same_records(single, double)
     assert not list(tmp_path.glob('double.jsonl.part*'))
 
 
@@ -170,3 +175,17 @@ def test_inputs_from_globs_list_files_and_images_in_order_once(setup, tmp_path):
         p for p in jpgs if p != str(folder / 'empty.jpg')]
     with pytest.raises(FileNotFoundError, match='matches no file'):
         collect_inputs([str(folder / '*.gif')])
+
+
+def test_onnxruntime_backend_gives_the_torch_records(setup, reference, tmp_path):
+    pytest.importorskip('onnxruntime')
+    from mmclip.deployment import export_onnx
+    config, checkpoint, folder = setup
+    onnx_file = export_onnx(get_model(str(config), pretrained=str(checkpoint)),
+                            tmp_path / 'tiny.onnx')
+    out = tmp_path / 'ort.jsonl'
+    cmd = [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+           str(onnx_file), '--out', str(out), '--topk', '3', '--num-workers', '0']
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_records(reference, out)
