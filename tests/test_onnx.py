@@ -170,3 +170,13 @@ def test_tools_test_with_onnx_gives_the_checkpoints_top1(tiny, images_dir, tmp_p
     assert [r['pred_label'] for r in runs['onnx'][1]] == preds
     np.testing.assert_allclose([r['pred_score'] for r in runs['onnx'][1]],
                                [r['pred_score'] for r in runs['pth'][1]], atol=1e-5)
+
+
+def test_weights_over_the_protobuf_limit_go_to_an_external_file(tiny, images_dir, tmp_path,
+                                                                monkeypatch):
+    from mmclip.deployment import onnx_export
+    _, _, _, model = tiny
+    monkeypatch.setattr(onnx_export, '_INLINE_WEIGHTS_LIMIT', 1000)  # as if over 2 GB
+    onnx_file = export_onnx(model, tmp_path / 'big.onnx')
+    assert (tmp_path / 'big.onnx.data').stat().st_size > onnx_file.stat().st_size
+    _check_graph_against_torch(model, onnx_file, _photos(images_dir)[:3])

@@ -75,6 +75,8 @@ def init_distributed() -> tuple:
     """(rank, world size, local world size) under torchrun, else (0, 1, 1)."""
     world = int(os.environ.get('WORLD_SIZE', 1))
     if world > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     rank = dist.get_rank() if world > 1 else 0
     return rank, world, int(os.environ.get('LOCAL_WORLD_SIZE', 1))
