@@ -189,3 +189,33 @@ def test_onnxruntime_backend_gives_the_torch_records(setup, reference, tmp_path)
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_records(reference, out)
+
+
+def test_a_run_killed_mid_way_then_rerun_holds_each_image_once(setup, tmp_path):
+    import signal
+    import time
+
+    from PIL import Image
+    config, checkpoint, _ = setup
+    folder = tmp_path / 'many'
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(300):
+        Image.fromarray(rng.randint(0, 255, (72, 80, 3), dtype=np.uint8)).save(
+            folder / f'{i:03d}.png')
+    out = tmp_path / 'out.jsonl'
+    cmd = [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+           str(checkpoint), '--out', str(out), '--batch-size', '1', '--num-workers', '0']
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not out.exists() or out.read_text().count('\n') < 5):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = out.read_text().count('\n')
+    assert proc.returncode == -signal.SIGKILL and 5 <= written < 300
+    subprocess.run(cmd[:-4] + ['--batch-size', '16'], env=_env(), check=True,
+                   capture_output=True, timeout=300)
+    paths = [r['path'] for r in _jsonl(out)]
+    assert sorted(paths) == sorted(str(p) for p in folder.glob('*.png'))
