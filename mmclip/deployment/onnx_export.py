@@ -45,30 +45,30 @@ def _param_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def export_onnx(model: nn.Module,
-                out_file: Union[str, Path],
-                opset: Optional[int] = None,
-                classes: Optional[tuple] = None) -> Path:
-    """Export ``model`` (from ``get_model``, in eval mode) to ``out_file``.
+def export_onnx(model: nn.Module, out_file: Union[str, Path],
+                opset: Optional[int] = None) -> Path:
+    """Export ``model`` (from ``get_model``) as in eval mode to ``out_file``.
 
     Uses ``torch.onnx.export(dynamo=True)`` with a dynamic batch dimension, torch's
     default (recent) opset unless ``opset`` is given, and the weights in
-    ``<out_file>.data`` when they would not fit a 2 GiB protobuf. ``classes`` (default
-    ``model.dataset_meta['classes']``) and the input size go into the model's metadata.
+    ``<out_file>.data`` when they would not fit a 2 GiB protobuf. The class names
+    (``model.dataset_meta['classes']``) and the input size go into the model's metadata.
     """
     from .onnxruntime_classifier import require
     require('onnx', 'onnxscript')
     out_file = Path(out_file)
     size = model.backbone.img_size
-    wrapper = NormalizedClassifier(model.eval()).eval()
+    was_training = model.training
     example = torch.zeros(2, 3, size, size, dtype=torch.uint8)
     batch = torch.export.Dim('batch', min=1, max=65536)
-    program = torch.onnx.export(
-        wrapper, (example, ), input_names=[UINT8_RGB_INPUT], output_names=[LOGITS_OUTPUT],
-        dynamic_shapes={'images': {0: batch}}, opset_version=opset, dynamo=True,
-        external_data=False, verbose=False)
-    if classes is None:
-        classes = (getattr(model, 'dataset_meta', None) or {}).get('classes')
+    try:
+        program = torch.onnx.export(
+            NormalizedClassifier(model).eval(), (example, ), input_names=[UINT8_RGB_INPUT],
+            output_names=[LOGITS_OUTPUT], dynamic_shapes={'images': {0: batch}},
+            opset_version=opset, dynamo=True, external_data=False, verbose=False)
+    finally:
+        model.train(was_training)
+    classes = (getattr(model, 'dataset_meta', None) or {}).get('classes')
     metadata = {'mmclip.input': f'uint8 RGB [batch, 3, {size}, {size}], not normalised',
                 'mmclip.image_size': str(size)}
     if classes is not None:
