@@ -1,12 +1,14 @@
 """Evaluate a checkpoint on a config's test set (ImageNet-1k val for the zoo configs).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.json|FILE.pkl]
+    python tools/test.py CONFIG CHECKPOINT|MODEL.onnx [--work-dir DIR] [--out FILE.json|FILE.pkl]
         [--skip-bad-images] [--amp | --precision fp32|bf16|fp16] [--compile]
         [--cfg-options k=v ...]
         [--launcher none|pytorch|slurm|mpi]
 
 CHECKPOINT is a local file (.pth/.pt/.bin/.safetensors, mmclip or timm keys) or an
-http(s) URL, loaded strictly by ``mmclip.checkpoint.load_checkpoint``. Progress is logged
+http(s) URL, loaded strictly by ``mmclip.checkpoint.load_checkpoint``; or an ``.onnx``
+from tools/deployment/pytorch2onnx.py, run by ONNX Runtime (fp32, one process) through the
+same dataset, pipeline and metrics. Progress is logged
 by rank 0; the metrics end in a table, and ``--out`` writes one record per image (file,
 gt label, predicted label, score) in dataset order. Multi-process runs gather results
 through the process group (no shared folder needed) and give up after
@@ -63,6 +65,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out is not None:
         check_out_file(args.out)  # fail now, not after the whole evaluation
+    if args.checkpoint.endswith('.onnx') and (args.amp or args.precision != 'fp32' or
+                                              args.compile or args.launcher != 'none'):
+        parser.error('an .onnx model runs as exported (fp32) in one process: drop --amp, '
+                     '--precision, --compile and --launcher')
+    if args.checkpoint.endswith('.onnx'):
+        from mmclip.deployment import MissingExtraError, require
+        try:
+            require('onnxruntime')
+        except MissingExtraError as err:
+            parser.error(str(err))
     if args.precision == 'fp16' and not torch.cuda.is_available():
         parser.error('--precision fp16 needs CUDA; on the CPU use --precision bf16 (or --amp).')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -88,6 +100,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     # uint8 batches copy to the GPU faster from pinned memory.
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     configure_distributed(cfg)
+    if args.checkpoint.endswith('.onnx'):
+        from mmclip.deployment import OnnxRuntimeClassifier  # noqa: F401  (registers it)
+        cfg.model = dict(type='OnnxRuntimeClassifier', onnx_file=args.checkpoint)
+        cfg.pop('data_preprocessor', None)  # the graph normalises itself
+        cfg.test_cfg = dict(type='TestLoop')  # nothing to autocast
     return cfg
 
 
@@ -121,8 +138,9 @@ def run(args: argparse.Namespace) -> dict:
     cfg = merge_args(Config.fromfile(args.config), args)
     init_cpu_process_group(cfg)
     runner = MMClipRunner.from_cfg(cfg)
-    # Every rank loads; for a URL the loader downloads once per node into the cache.
-    load_checkpoint(runner.model, args.checkpoint, strict=True, logger=runner.logger)
+    if not args.checkpoint.endswith('.onnx'):
+        # Every rank loads; for a URL the loader downloads once per node into the cache.
+        load_checkpoint(runner.model, args.checkpoint, strict=True, logger=runner.logger)
     maybe_compile(runner.model.module if is_model_wrapper(runner.model) else runner.model,
                   args.compile)
     metrics = runner.test()

@@ -51,6 +51,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     model = get_model(cfg)
+    # Count the published architecture: the whole last layer, not its class-token shortcut.
+    model.backbone.cls_token_pooling = False
     size = cfg.model.backbone.get('img_size', 224)
     shape = tuple(args.shape) if args.shape else (size, size)
     params, flops, table = count(model, shape)
