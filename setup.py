@@ -1,7 +1,8 @@
 """mmclip installation.
 
-``pip install -e .`` brings everything needed to import and run; ``.[tests]`` adds pytest
-and timm (timm is used only by tests and the checkpoint converter's --verify).
+``pip install -e .`` brings everything needed to import and run; ``.[onnx]`` adds ONNX
+export and the ONNX Runtime backend; ``.[tests]`` adds pytest, timm (used only by tests and
+the checkpoint converter's --verify) and the ``onnx`` extra.
 """
 import os
 import shutil
@@ -59,6 +60,9 @@ class BuildPyWithModelIndex(build_py):
                         ignore=shutil.ignore_patterns('__pycache__'))
 
 
+# torch.onnx.export(dynamo=True) translates through onnxscript.
+ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
+
 setup(
     name='mmclip',
     version=read_version(),
@@ -82,7 +86,8 @@ setup(
         'safetensors>=0.4',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'],
+        'onnx': ONNX_EXTRA,
+        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA,
     },
     zip_safe=False,
 )

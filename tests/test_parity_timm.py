@@ -43,6 +43,11 @@ def test_logits_and_features_match_timm(timm_name, config):
         logits = model(x)
     assert (feat - expected_feat).abs().max().item() <= TOL
     assert (logits - expected).abs().max().item() <= TOL
+    # Eval mode runs the last layer for the class token alone; it equals the full layer.
+    model.backbone.cls_token_pooling = False
+    with torch.no_grad():
+        assert (model(x) - logits).abs().max().item() <= 1e-5
+    model.backbone.cls_token_pooling = True
     # The check can fail: a ViT default eps of 1e-6 is visibly different.
     for m in model.modules():
         if isinstance(m, torch.nn.LayerNorm):

@@ -202,3 +202,39 @@ def test_label_smoothing_and_soft_targets():
     torch.testing.assert_close(smooth(logits, one_hot), smooth(logits, target))
     with pytest.raises(ValueError, match=r'label_smooth_val must be in \[0, 1\)'):
         CrossEntropyLoss(label_smooth_val=1.0)
+
+
+def test_class_token_pooling_equals_full_last_layer_and_is_eval_only(monkeypatch):
+    model = tiny_vit(qkv_bias=True)
+    x = torch.rand(3, 3, 64, 64)
+    calls = []
+    last = model.layers[-1]
+    original = last.forward_first_token
+    monkeypatch.setattr(last, 'forward_first_token', lambda t: calls.append(1) or original(t))
+    with torch.no_grad():
+        (pooled, ) = model(x)
+        assert calls == [1]
+        model.cls_token_pooling = False
+        (full, ) = model(x)
+        assert calls == [1]
+    assert (pooled - full).abs().max() <= 1e-5
+    # Training, other outputs and other layers run every token through the last layer.
+    model.cls_token_pooling = True
+    model.train()
+    model(x)
+    for kwargs in (dict(out_type='raw'), dict(out_type='featmap'), dict(out_indices=(0, 2))):
+        other = tiny_vit(**kwargs)
+        other_last = other.layers[-1]
+        monkeypatch.setattr(other_last, 'forward_first_token', lambda t: calls.append(2))
+        other(x)
+    assert calls == [1]
+
+
+def test_pooled_eval_output_equals_full_training_mode_output():
+    model = tiny_vit()
+    x = torch.rand(2, 3, 64, 64)
+    model.train()
+    (train_out, ) = model(x)
+    model.eval()
+    (eval_out, ) = model(x)
+    torch.testing.assert_close(train_out, eval_out, atol=1e-5, rtol=0)

@@ -1,14 +1,16 @@
 """Evaluate a checkpoint on a config's test set (ImageNet-1k val for the zoo configs).
 
-    python tools/test.py CONFIG|MODEL_NAME [CHECKPOINT] [--data-root DIR] [--work-dir DIR]
-        [--out FILE.json|FILE.pkl] [--skip-bad-images] [--amp | --precision fp32|bf16|fp16]
-        [--compile] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
-        [--verbose] [--debug]
+    python tools/test.py CONFIG|MODEL_NAME [CHECKPOINT|MODEL.onnx] [--data-root DIR]
+        [--work-dir DIR] [--out FILE.json|FILE.pkl] [--skip-bad-images]
+        [--amp | --precision fp32|bf16|fp16] [--compile] [--cfg-options k=v ...]
+        [--launcher none|pytorch|slurm|mpi] [--verbose] [--debug]
 
 CONFIG is a config file or a model-zoo name (``mmclip.list_models()``). CHECKPOINT is a
 local file (.pth/.pt/.bin/.safetensors, mmclip or timm keys) or an http(s) URL, loaded
 strictly by ``mmclip.checkpoint.load_checkpoint``; it may be left out after a zoo name
-(the zoo weights). Progress is logged by rank 0; the metrics end in a table, and ``--out`` writes one record per image (file,
+(the zoo weights). Or it is an ``.onnx`` from tools/deployment/pytorch2onnx.py, run by ONNX
+Runtime (fp32, one process) through the same dataset, pipeline and metrics. Progress is
+logged by rank 0; the metrics end in a table, and ``--out`` writes one record per image (file,
 gt label, predicted label, score) in dataset order. Multi-process runs gather results
 through the process group (no shared folder needed) and give up after
 ``env_cfg.dist_cfg.timeout`` seconds (default 1800) if a rank stops answering. Any
@@ -40,13 +42,17 @@ from mmclip.utils import maybe_compile
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
+def is_onnx(checkpoint: Union[str, Sequence[str], None]) -> bool:
+    return isinstance(checkpoint, str) and checkpoint.endswith('.onnx')
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint with an mmclip config.',
                                      formatter_class=HelpFormatter)
     parser.add_argument('config', help='config file path, or a model-zoo name')
     parser.add_argument('checkpoint', nargs='?',
-                        help='checkpoint file path or http(s) URL (default, after a zoo '
-                        "name: the model's published weights)")
+                        help='checkpoint file path or http(s) URL, or an exported .onnx '
+                        "(default, after a zoo name: the model's published weights)")
     parser.add_argument('--data-root', help='dataset folder (sets test_dataloader.dataset.'
                         "data_root; default: the config's)")
     parser.add_argument('--work-dir', help='where logs go (default: the config\'s work_dir, '
@@ -72,6 +78,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out is not None:
         check_out_file(args.out)  # fail now, not after the whole evaluation
+    if is_onnx(args.checkpoint) and (args.amp or args.precision != 'fp32' or args.compile or
+                                     args.launcher != 'none'):
+        parser.error('an .onnx model runs as exported (fp32) in one process: drop --amp, '
+                     '--precision, --compile and --launcher')
+    if is_onnx(args.checkpoint):
+        from mmclip.deployment import MissingExtraError, require
+        try:
+            require('onnxruntime')
+        except MissingExtraError as err:
+            parser.error(str(err))
     args.precision = chosen_precision(args, default_device())
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -95,6 +111,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     # uint8 batches copy to the GPU faster from pinned memory.
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     configure_distributed(cfg)
+    if is_onnx(args.checkpoint):
+        from mmclip.deployment import OnnxRuntimeClassifier  # noqa: F401  (registers it)
+        cfg.model = dict(type='OnnxRuntimeClassifier', onnx_file=args.checkpoint)
+        cfg.pop('data_preprocessor', None)  # the graph normalises itself
+        cfg.test_cfg = dict(type='TestLoop')  # nothing to autocast
     return cfg
 
 
@@ -140,13 +161,16 @@ def run(args: argparse.Namespace) -> dict:
     cfg = merge_args(cfg, args)
     init_cpu_process_group(cfg)
     runner = (MMClipRunner if args.verbose else QuietRunner).from_cfg(cfg)
-    # Every rank loads; for a URL the loader downloads once per node into the cache.
-    load_checkpoint(runner.model, checkpoint, strict=True, logger=runner.logger)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    maybe_compile(model, args.compile)
+    device = 'ONNX Runtime'
+    if not is_onnx(checkpoint):
+        # Every rank loads; for a URL the loader downloads once per node into the cache.
+        load_checkpoint(runner.model, checkpoint, strict=True, logger=runner.logger)
+        maybe_compile(model, args.compile)
+        device = next(model.parameters()).device
     runner.logger.info(f'Evaluating {args.config} on {len(runner.test_loop.dataloader.dataset)} '
-                       f'images: device {next(model.parameters()).device}, precision '
-                       f'{args.precision}, batch {runner.test_loop.dataloader.batch_size}')
+                       f'images: device {device}, precision {args.precision}, batch '
+                       f'{runner.test_loop.dataloader.batch_size}')
     metrics = runner.test()
     if is_main_process():
         details = osp.join(runner.log_dir, f'{runner.timestamp}.json')

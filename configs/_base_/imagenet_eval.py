@@ -29,5 +29,5 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+visualizer = dict(type='LazyFigureVisualizer', vis_backends=[dict(type='LocalVisBackend')])
 log_level = 'INFO'

@@ -24,6 +24,7 @@ from .model_zoo import ModelSpec, Pretrained, get_model
 
 ImageType = Union[str, os.PathLike, np.ndarray, Image.Image]
 CHANNEL_ORDERS = ('bgr', 'rgb')
+BACKENDS = ('torch', 'onnxruntime')
 
 
 def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray:
@@ -40,6 +41,23 @@ def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray
         return np.ascontiguousarray(np.repeat(img.reshape(*img.shape[:2], 1), 3, axis=2))
     img = img[..., :3]
     return np.ascontiguousarray(img if channel_order == 'bgr' else img[..., ::-1])
+
+
+def _onnxruntime_model(model: Union[ModelSpec, nn.Module], pretrained: Pretrained,
+                       device: str, precision: str, compile: bool) -> nn.Module:
+    """The ``.onnx`` file ``pretrained`` run by ONNX Runtime, with ``model``'s config."""
+    if isinstance(model, nn.Module):
+        raise ValueError("backend='onnxruntime' takes a zoo name or a config (for the test "
+                         "pipeline), not a built torch model.")
+    if not (isinstance(pretrained, (str, os.PathLike))
+            and os.fspath(pretrained).endswith('.onnx')):
+        raise ValueError(f"backend='onnxruntime' needs pretrained=<an .onnx file from "
+                         f"tools/deployment/pytorch2onnx.py>; got {pretrained!r}.")
+    if precision != 'fp32' or compile:
+        raise ValueError("backend='onnxruntime' runs the exported fp32 graph: use "
+                         "precision='fp32' and compile=False.")
+    from mmclip.deployment import build_onnxruntime_classifier
+    return build_onnxruntime_classifier(model, pretrained, device)
 
 
 def _default_device(model: Union[ModelSpec, nn.Module]) -> str:
@@ -63,6 +81,9 @@ class ImageClassificationInferencer:
             forward pass (``mmclip.utils.autocast_context``).
         compile: ``torch.compile`` the model (the first batch of each shape is slow).
         classes: class names, default those of ``model.dataset_meta``.
+        backend: ``'torch'``, or ``'onnxruntime'`` to run ``pretrained``, an ``.onnx``
+            from ``tools/deployment/pytorch2onnx.py`` (fp32; ``device`` default 'cpu'),
+            with ``model`` (a name or config) giving the test pipeline.
         **overrides: model-config overrides passed to ``get_model``.
 
     Calling it returns one dict per image, in input order: ``pred_label`` (int),
@@ -77,13 +98,18 @@ class ImageClassificationInferencer:
                  precision: str = 'fp32',
                  compile: bool = False,
                  classes: Optional[Sequence[str]] = None,
+                 backend: str = 'torch',
                  **overrides) -> None:
         if isinstance(model, nn.Module) and not hasattr(model, 'cfg'):
             raise ValueError('A built model must come from mmclip.get_model (it carries its '
                              'config as model.cfg); or pass a name or a config.')
-        device = device or _default_device(model)
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}; got {backend!r}.')
+        device = device or ('cpu' if backend == 'onnxruntime' else _default_device(model))
         check_precision(precision, device)
-        if isinstance(model, nn.Module):
+        if backend == 'onnxruntime':
+            self.model = _onnxruntime_model(model, pretrained, device, precision, compile)
+        elif isinstance(model, nn.Module):
             self.model = model.to(device).eval()
         else:
             self.model = get_model(model, pretrained=pretrained, device=device, **overrides)
@@ -174,13 +200,13 @@ class ImageClassificationInferencer:
 _LAST_INFERENCER: Dict[tuple, ImageClassificationInferencer] = {}
 
 
-def _cache_key(model, pretrained, device, precision, compile) -> Optional[tuple]:
+def _cache_key(model, pretrained, device, precision, compile, backend) -> Optional[tuple]:
     """A key for models named by a string or path; built models and Configs get none."""
     if not isinstance(model, (str, os.PathLike)):
         return None
     if isinstance(pretrained, os.PathLike):
         pretrained = os.fspath(pretrained)
-    return os.fspath(model), pretrained, device, precision, compile
+    return os.fspath(model), pretrained, device, precision, compile, backend
 
 
 def inference_model(model: Union[ModelSpec, nn.Module],
@@ -190,13 +216,15 @@ def inference_model(model: Union[ModelSpec, nn.Module],
                     batch_size: int = 1,
                     channel_order: str = 'bgr',
                     precision: str = 'fp32',
-                    compile: bool = False) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+                    compile: bool = False,
+                    backend: str = 'torch') -> Union[Dict[str, Any], List[Dict[str, Any]]]:
     """Classify ``images`` with ``model``: one result dict, or a list for a list.
 
     ``model`` is a zoo name, a config path, a Config or a model from ``get_model``.
     Repeated calls with the same model name or config path (and the same options) reuse
     the model built by the first call instead of building and loading it again. For
-    more control, keep an ``ImageClassificationInferencer``.
+    more control, keep an ``ImageClassificationInferencer``. ``backend='onnxruntime'``
+    runs an exported model: ``pretrained='model.onnx'``.
 
     Example::
 
@@ -204,10 +232,11 @@ def inference_model(model: Union[ModelSpec, nn.Module],
                                  'demo/cat.jpg')
         result['pred_class'], result['pred_score']
     """
-    key = _cache_key(model, pretrained, device, precision, compile)
+    key = _cache_key(model, pretrained, device, precision, compile, backend)
     inferencer = _LAST_INFERENCER.get(key) if key is not None else None
     if inferencer is None:
-        inferencer = ImageClassificationInferencer(model, pretrained, device, precision, compile)
+        inferencer = ImageClassificationInferencer(model, pretrained, device, precision, compile,
+                                                   backend=backend)
         _LAST_INFERENCER.clear()  # keep at most one model alive
         if key is not None:
             _LAST_INFERENCER[key] = inferencer

@@ -10,7 +10,10 @@ p50 / p90 of one batch of random inputs at the config's resolution, after warm-u
 with the SAME weights and times it on the same batch in the same process, alternating
 ours and timm's batches so that load from other processes hits both alike; the ratios
 (ours / timm at the same precision, and ours / timm fp32) are printed. Several
-``--precision`` values are timed in one interleaved run.
+``--precision`` values are timed in one interleaved run. ``--backend torch onnxruntime``
+also exports the model to ONNX (uint8 RGB input, normalisation inside) and times it in
+ONNX Runtime (fp32, intra-op threads = ``--threads`` or the usable cores) in the same
+interleaved rounds, with its ratio to timm fp32.
 
 End-to-end (``--data DIR``): every image under DIR goes through the config's test
 pipeline in ``--num-workers`` DataLoader workers and the model's ``test_step`` (device-side
@@ -89,6 +92,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "processes barely changes it)")
     parser.add_argument('--warmup', type=int, default=3, help='untimed batches per run')
     parser.add_argument('--iters', type=int, default=10, help='timed batches per run')
+    parser.add_argument('--backend', nargs='+', choices=('torch', 'onnxruntime'),
+                        default=['torch'], help='model-only runs: torch and/or ONNX Runtime')
     parser.add_argument('--compare-timm', action='store_true',
                         help='time the matching timm model with the same weights')
     parser.add_argument('--data', help='folder of images for the end-to-end run')
@@ -214,15 +219,33 @@ def summarize(seconds: Sequence[float], batch_size: int) -> dict:
                 batches=len(seconds))
 
 
+def onnxruntime_fn(model: torch.nn.Module, batch_size: int, work_dir: str,
+                   threads: Optional[int], device: str) -> Callable[[], None]:
+    """A batch of random uint8 RGB images (host memory) through the exported model in
+    ONNX Runtime, on its CUDA provider for a CUDA ``device``."""
+    from mmclip.deployment import export_onnx
+    from mmclip.deployment.onnxruntime_classifier import create_session
+    onnx_file = export_onnx(model.cpu(), Path(work_dir) / 'model.onnx')
+    model.to(device)
+    session = create_session(onnx_file, device=device, threads=threads)
+    size = model.backbone.img_size
+    images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8).numpy()
+    return lambda: session.run(None, {'images': images})
+
+
 def benchmark_model(model: torch.nn.Module, args: argparse.Namespace) -> dict:
     size = model.backbone.img_size
     x = torch.randn(args.batch_size, 3, size, size, device=args.device)
-    models = {'mmclip': maybe_compile(model, args.compile)}
+    models = {'mmclip': maybe_compile(model, args.compile)} if 'torch' in args.backend else {}
     if args.compare_timm:
         models['timm'] = maybe_compile(timm_twin(model), args.compile)
     runs = {f'{name} {precision}': forward_fn(m, x, args.device, precision)
             for precision in args.precision for name, m in models.items()}
-    times = time_interleaved(runs, args.warmup, args.iters, TIMERS[args.timer])
+    with tempfile.TemporaryDirectory() as work_dir:
+        if 'onnxruntime' in args.backend:
+            runs['onnxruntime fp32'] = onnxruntime_fn(model, args.batch_size, work_dir,
+                                                      args.threads, args.device)
+        times = time_interleaved(runs, args.warmup, args.iters, TIMERS[args.timer])
     results = {name: summarize(t, args.batch_size) for name, t in times.items()}
     return dict(results=results, ratios=timm_ratios(times, args.precision))
 
@@ -234,15 +257,15 @@ def timm_ratios(times: Dict[str, List[float]], precisions: Sequence[str]) -> Dic
     (the two ran back to back, so load from other processes mostly cancels);
     ``best``: best batch time against best batch time.
     """
+    pairs = [(f'mmclip {p}', f'timm {r}') for p in precisions for r in dict.fromkeys([p, 'fp32'])]
+    pairs.append(('onnxruntime fp32', 'timm fp32'))
     ratios = {}
-    for precision in precisions:
-        ours = times[f'mmclip {precision}']
-        for reference in dict.fromkeys([precision, 'fp32']):
-            theirs = times.get(f'timm {reference}')
-            if theirs is not None:
-                ratios[f'mmclip {precision} / timm {reference}'] = dict(
-                    paired_median=statistics.median(t / o for o, t in zip(ours, theirs)),
-                    best=min(theirs) / min(ours))
+    for ours_name, theirs_name in pairs:
+        ours, theirs = times.get(ours_name), times.get(theirs_name)
+        if ours is not None and theirs is not None:
+            ratios[f'{ours_name} / {theirs_name}'] = dict(
+                paired_median=statistics.median(t / o for o, t in zip(ours, theirs)),
+                best=min(theirs) / min(ours))
     return ratios
 
 
@@ -424,14 +447,14 @@ def print_model_table(report: dict, args: argparse.Namespace) -> None:
     print(f'\nmodel-only, batch {args.batch_size}, {args.device}, {args.timer} time, '
           f'{torch.get_num_threads()} threads, compile={args.compile}, {args.iters} timed '
           f'batches after {args.warmup} warm-up')
-    print(f'{"run":<16}{"images/s":>10}{"best":>10}{"p50 ms":>10}{"p90 ms":>10}')
+    print(f'{"run":<18}{"images/s":>10}{"best":>10}{"p50 ms":>10}{"p90 ms":>10}')
     for name, r in report['results'].items():
-        print(f'{name:<16}{r["images_per_s"]:>10.1f}{r["best_images_per_s"]:>10.1f}'
+        print(f'{name:<18}{r["images_per_s"]:>10.1f}{r["best_images_per_s"]:>10.1f}'
               f'{r["p50_ms"]:>10.1f}{r["p90_ms"]:>10.1f}')
     if report['ratios']:
-        print(f'{"throughput ratio":<30}{"paired median":>15}{"best":>8}')
+        print(f'{"throughput ratio":<34}{"paired median":>15}{"best":>8}')
     for name, ratio in report['ratios'].items():
-        print(f'{name:<30}{ratio["paired_median"]:>14.2f}x{ratio["best"]:>7.2f}x')
+        print(f'{name:<34}{ratio["paired_median"]:>14.2f}x{ratio["best"]:>7.2f}x')
 
 
 def print_end_to_end(report: dict) -> None:

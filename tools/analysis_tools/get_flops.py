@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> None:
     shape = tuple(args.shape) if args.shape else (size, size)
     check_shape(shape, cfg.model.backbone.get('patch_size', 16))
     model = get_model(cfg)
+    # Count the published architecture: the whole last layer, not its class-token shortcut.
+    model.backbone.cls_token_pooling = False
     params, flops, table = count(model, shape)
     print(table)
     split = '=' * 30

@@ -5,7 +5,9 @@
 #   2. the same compiled (torch.compile), bf16;
 #   3. end-to-end, files -> predictions, on a synthetic 50,000-JPEG ImageNet-val folder made
 #      from the real photos (load/model split: is the run bound by JPEG decoding?);
-#   4. tools/test.py --amp on that folder (wall time) and its start-up to the first batch.
+#   4. tools/test.py --amp on that folder (wall time) and its start-up to the first batch;
+#   5. when onnxruntime has the CUDA provider (onnxruntime-gpu): the exported model in ONNX
+#      Runtime (fp32) beside torch and timm fp32, interleaved.
 #
 #   bash tools/analysis_tools/gpu_benchmark.sh [OUT_DIR]
 #
@@ -99,5 +101,18 @@ python tools/test.py $B16 "$CKPT" --amp --work-dir "$OUT/test_py" --cfg-options 
   "test_dataloader.num_workers=$WORKERS" 2>&1 | tail -n 12 | tee "$OUT/test_py.log"
 echo "tools/test.py wall: $(python -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" \
   | tee -a "$OUT/test_py.log"
+
+step "5. ONNX Runtime CUDA provider, fp32, batch $BATCH"
+if python -c "import onnxruntime as o, sys; \
+sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
+  for patch in 32 16; do
+    config=B$patch
+    python $BENCH "${!config}" --device "$DEVICE" --batch-size "$BATCH" --precision fp32 \
+      --backend torch onnxruntime --compare-timm --warmup "$WARMUP" --iters "$ITERS" \
+      --out "$OUT/onnxruntime_b$patch.json" | tee "$OUT/onnxruntime_b$patch.log"
+  done
+else
+  echo "skipped: this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)"
+fi
 
 step "done: results in $OUT"

@@ -48,6 +48,13 @@ class VisionTransformer(BaseModule):
         init_cfg: mmengine init config.
 
     ``forward`` returns a tuple with one tensor per ``out_indices`` entry.
+
+    Class-token pooling: in eval mode, when the only output is the class token of the last
+    layer, that layer runs for the class token alone (``forward_first_token``: its query
+    attends to every token; the other tokens' queries, projections and FFN, which nothing
+    reads, are skipped). The result equals the full computation up to float rounding. Set
+    the attribute ``cls_token_pooling = False`` to run the whole last layer (FLOP counts
+    of the published architecture do).
     """
 
     arch_zoo: Dict[str, Dict[str, int]] = {
@@ -59,6 +66,7 @@ class VisionTransformer(BaseModule):
             embed_dims=1280, num_layers=32, num_heads=16, feedforward_channels=5120)),
     }
     num_extra_tokens = 1  # the class token
+    cls_token_pooling = True
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',
@@ -201,13 +209,19 @@ class VisionTransformer(BaseModule):
         x = self.pre_norm(self.drop_after_pos(x))
 
         outs = []
+        last = self.num_layers - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i == self.num_layers - 1:
+            x = layer.forward_first_token(x) if i == last and self._pools() else layer(x)
+            if i == last:
                 x = self.ln1(x)
             if i in self.out_indices:
                 outs.append(self._format_output(x, grid))
         return tuple(outs)
+
+    def _pools(self) -> bool:
+        """Whether the last layer may run for the class token alone (see the class doc)."""
+        return (self.cls_token_pooling and not self.training and self.out_type == 'cls_token'
+                and self.out_indices == (self.num_layers - 1, ))
 
     def _format_output(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         if self.out_type == 'raw':

@@ -60,9 +60,30 @@ class MultiheadAttention(nn.Module):
         # [B, N, 3C] -> 3 x [B, heads, N, C/heads]
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(
             2, 0, 3, 1, 4).unbind(0)
+        return self._attend(q, k, v)
+
+    def forward_first_query(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens [B, N, C] -> the output of the first token's query only, [B, 1, C].
+
+        Keys and values come from all N tokens, so the result equals ``forward(x)[:, :1]``;
+        the query projection, attention rows and output projection of the other tokens are
+        skipped.
+        """
+        B, N, C = x.shape
+        heads = self.num_heads
+        bias = self.qkv.bias
+        q = F.linear(x[:, :1], self.qkv.weight[:C], None if bias is None else bias[:C])
+        kv = F.linear(x, self.qkv.weight[C:], None if bias is None else bias[C:])
+        q = q.reshape(B, 1, heads, C // heads).transpose(1, 2)
+        k, v = kv.reshape(B, N, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return self._attend(q, k, v)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [B, heads, M, D], k / v [B, heads, N, D] -> projected output [B, M, heads * D]."""
         x = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        x = x.transpose(1, 2).reshape(B, N, C)
+        B, _, M, _ = q.shape
+        x = x.transpose(1, 2).reshape(B, M, -1)
         return self.proj_drop(self.proj(x))
 
 
@@ -117,4 +138,11 @@ class TransformerEncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.ln1(x)))
+        return x + self.drop_path(self.ffn(self.ln2(x)))
+
+    def forward_first_token(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens [B, N, C] -> the first token's output [B, 1, C], equal to
+        ``forward(x)[:, :1]``: it attends to all tokens, but only its own query, attention
+        projection and FFN are computed."""
+        x = x[:, :1] + self.drop_path(self.attn.forward_first_query(self.ln1(x)))
         return x + self.drop_path(self.ffn(self.ln2(x)))

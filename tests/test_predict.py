@@ -1,0 +1,221 @@
+"""tools/predict.py: records per image, bad files recorded, resume, csv, 2-process sharding."""
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmclip import get_model
+from mmclip.apis.batch_prediction import collect_inputs
+from mmclip.apis.inference import ImageClassificationInferencer
+from conftest import SEED_CONFIG, TINY_ARCH
+
+ROOT = Path(__file__).resolve().parents[1]
+PREDICT = ROOT / 'tools' / 'predict.py'
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory, images_dir):
+    """(config, checkpoint, folder): the photos in nested folders, plus an empty JPEG and
+    a text file behind a .png name; a tiny 1000-class model whose head spreads the photos."""
+    tmp_path = tmp_path_factory.mktemp('predict')
+    folder = tmp_path / 'photos'
+    for i, photo in enumerate(sorted(images_dir.glob('*.*g'))):
+        sub = folder / f'part{i % 3}' / ('deeper' if i % 2 else '')
+        sub.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, sub / photo.name)
+    (folder / 'empty.jpg').write_bytes(b'')
+    (folder / 'part0' / 'notes.png').write_text('not an image')
+    (folder / 'readme.txt').write_text('skipped: not an image suffix')
+    config = tmp_path / 'tiny.py'
+    config.write_text(
+        f"_base_ = {str(SEED_CONFIG)!r}\n"
+        f"model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}),\n"
+        f"                           img_size=64, patch_size=16),\n"
+        f"             head=dict(in_channels={TINY_ARCH['embed_dims']}))\n"
+        f"test_pipeline = [dict(type='LoadImageFromFile'),\n"
+        f"    dict(type='ResizeEdge', scale=64, edge='short', backend='pillow',\n"
+        f"         interpolation='bicubic'),\n"
+        f"    dict(type='CenterCrop', crop_size=64), dict(type='PackInputs')]\n"
+        f"test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    torch.manual_seed(0)
+    model = get_model(str(config))
+    with torch.no_grad():
+        model.head.layers.head.weight.normal_(0, 3)
+    checkpoint = tmp_path / 'tiny.pth'
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    return config, checkpoint, folder
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env['PYTHONPATH'] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return env
+
+
+def _predict(setup, out, *extra, launcher=(sys.executable, )):
+    config, checkpoint, folder = setup
+    cmd = [*launcher, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+           str(checkpoint), '--out', str(out), '--batch-size', '3', '--num-workers', '1',
+           *extra]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope='module')
+def reference(setup, tmp_path_factory):
+    """The output of one uninterrupted single-process run, top-3."""
+    out = tmp_path_factory.mktemp('reference') / 'ref.jsonl'
+    _predict(setup, out, '--topk', '3')
+    return out
+
+
+def test_one_record_per_image_equal_to_the_inferencer_and_bad_files_recorded(setup,
+                                                                              reference):
+    config, checkpoint, folder = setup
+    records = _jsonl(reference)
+    paths = collect_inputs([str(folder)])
+    assert [r['path'] for r in records] == paths and len(paths) == 13
+    errors = {Path(r['path']).name: r['error'] for r in records if 'error' in r}
+    assert set(errors) == {'empty.jpg', 'notes.png'}
+    assert 'empty' in errors['empty.jpg'] and 'notes.png' in errors['notes.png']
+    good = [r for r in records if 'error' not in r]
+    inferencer = ImageClassificationInferencer(str(config), pretrained=str(checkpoint),
+                                               device='cpu')
+    expected = inferencer([r['path'] for r in good], batch_size=4, show_progress=False)
+    for record, result in zip(good, expected):
+        order = np.argsort(-result['pred_scores'])[:3]
+        assert record['labels'] == order.tolist()
+        np.testing.assert_allclose(record['scores'], result['pred_scores'][order], atol=1e-5)
+        assert record['classes'][0] == result['pred_class']
+    assert len({r['labels'][0] for r in good}) > 2  # the check can fail
+
+
+def test_rerun_after_an_interruption_gives_exactly_one_line_per_image(setup, reference,
+                                                                     tmp_path):
+    lines = reference.read_text().splitlines(keepends=True)
+    out = tmp_path / 'out.jsonl'
+    # What a run killed while writing its second batch leaves: whole lines, then a torn one.
+    out.write_text(''.join(lines[:4]) + lines[4][:len(lines[4]) // 2])
+    stdout = _predict(setup, out, '--topk', '3')
+    assert f'{len(lines) - 4} classified now' in stdout
+    records = _jsonl(out)
+    assert sorted(r['path'] for r in records) == sorted(r['path'] for r in _jsonl(reference))
+    by_path = {r['path']: r for r in _jsonl(reference)}
+    for record in records:
+        assert record.get('labels') == by_path[record['path']].get('labels')
+    before = out.read_bytes()
+    assert '0 classified now' in _predict(setup, out, '--topk', '3')  # nothing left to do
+    assert out.read_bytes() == before
+
+
+def test_csv_output_and_resume_checks_its_columns(setup, reference, tmp_path):
+    out = tmp_path / 'out.csv'
+    _predict(setup, out, '--topk', '2')
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 13 and list(rows[0]) == [
+        'path', 'label_1', 'label_2', 'class_1', 'class_2', 'score_1', 'score_2', 'error']
+    assert sum(bool(r['error']) for r in rows) == 2
+    expected = {r['path']: str(r['labels'][0]) for r in _jsonl(reference) if 'labels' in r}
+    assert {r['path']: r['label_1'] for r in rows if not r['error']} == expected
+    config, checkpoint, folder = setup
+    result = subprocess.run(
+        [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+         str(checkpoint), '--out', str(out), '--topk', '3'],
+        env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f'error: {out} exists with')
+
+
+def _assert_same_records(expected_file, got_file):
+    """Same paths in the same order, same labels and errors, scores within 1e-5."""
+    a, b = _jsonl(expected_file), _jsonl(got_file)
+    assert [r['path'] for r in b] == [r['path'] for r in a]
+    for x, y in zip(a, b):
+        assert x.get('labels') == y.get('labels') and x.get('error') == y.get('error')
+        np.testing.assert_allclose(x.get('scores', []), y.get('scores', []), atol=1e-5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_write_the_one_process_output(setup, reference, tmp_path):
+    single = reference
+    double = tmp_path / 'double.jsonl'
+    launcher = (sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2',
+                '--master-port', str(_free_port()))
+    _predict(setup, double, '--topk', '3', launcher=launcher)
+    _assert_same_records(single, double)
+    assert not list(tmp_path.glob('double.jsonl.part*'))
+
+
+def test_inputs_from_globs_list_files_and_images_in_order_once(setup, tmp_path):
+    _, _, folder = setup
+    listing = tmp_path / 'list.txt'
+    first = sorted(folder.rglob('*.png'))[0]
+    listing.write_text(f'{first}\n\n{folder / "empty.jpg"}\n')
+    found = collect_inputs([str(listing), str(folder / '**' / '*.jpg'), str(first)])
+    jpgs = sorted(str(p) for p in folder.rglob('*.jpg'))
+    assert found == [str(first), str(folder / 'empty.jpg')] + [
+        p for p in jpgs if p != str(folder / 'empty.jpg')]
+    with pytest.raises(FileNotFoundError, match='matches no file'):
+        collect_inputs([str(folder / '*.gif')])
+
+
+def test_onnxruntime_backend_gives_the_torch_records(setup, reference, tmp_path):
+    pytest.importorskip('onnxruntime')
+    from mmclip.deployment import export_onnx
+    config, checkpoint, folder = setup
+    onnx_file = export_onnx(get_model(str(config), pretrained=str(checkpoint)),
+                            tmp_path / 'tiny.onnx')
+    out = tmp_path / 'ort.jsonl'
+    cmd = [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+           str(onnx_file), '--out', str(out), '--topk', '3', '--num-workers', '0']
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_records(reference, out)
+
+
+def test_a_run_killed_mid_way_then_rerun_holds_each_image_once(setup, tmp_path):
+    import signal
+    import time
+
+    from PIL import Image
+    config, checkpoint, _ = setup
+    folder = tmp_path / 'many'
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(300):
+        Image.fromarray(rng.randint(0, 255, (72, 80, 3), dtype=np.uint8)).save(
+            folder / f'{i:03d}.png')
+    out = tmp_path / 'out.jsonl'
+    cmd = [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+           str(checkpoint), '--out', str(out), '--batch-size', '1', '--num-workers', '0']
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not out.exists() or out.read_text().count('\n') < 5):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = out.read_text().count('\n')
+    assert proc.returncode == -signal.SIGKILL and 5 <= written < 300
+    subprocess.run(cmd[:-4] + ['--batch-size', '16'], env=_env(), check=True,
+                   capture_output=True, timeout=300)
+    paths = [r['path'] for r in _jsonl(out)]
+    assert sorted(paths) == sorted(str(p) for p in folder.glob('*.png'))

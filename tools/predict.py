@@ -1,0 +1,126 @@
+"""Classify folders, globs or lists of images into one .jsonl or .csv file.
+
+    python tools/predict.py INPUT [INPUT ...] --model NAME_OR_CONFIG --out FILE.jsonl|FILE.csv
+        [--checkpoint PATH_OR_URL_OR_ONNX] [--topk K] [--backend torch|onnxruntime]
+        [--batch-size N] [--num-workers N] [--precision fp32|bf16|fp16] [--device DEVICE]
+
+INPUT is a folder (searched recursively for images), a glob ('photos/**/*.jpg', quoted),
+a text file with one image path per line, or an image. Each image gets one record: its
+path, its top-k labels, class names and softmax scores, or the error that kept it from
+being read (the run goes on). The output is flushed after every batch: rerunning the same
+command after an interruption classifies only the images the file does not hold yet.
+
+The checkpoint defaults to the zoo weights of a model name; an .onnx checkpoint (from
+tools/deployment/pytorch2onnx.py) runs in ONNX Runtime. Several processes share the work
+with ``torchrun --nproc-per-node N tools/predict.py ...``; rank 0 writes the one output.
+"""
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.utils import ProgressBar
+
+import mmclip  # noqa: F401
+from mmclip.apis import get_model
+from mmclip.apis.batch_prediction import (OutputFileError, collect_inputs, output_format,
+                                          predict_files)
+from mmclip.apis.inference import ImageClassificationInferencer
+from mmclip.engine.launch import USER_ERRORS
+from mmclip.utils import PRECISIONS, autocast_context, check_precision
+
+BACKENDS = ('torch', 'onnxruntime')
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Classify many images into one file.')
+    parser.add_argument('inputs', nargs='+', metavar='INPUT',
+                        help='image folders (recursive), globs, list files or images')
+    parser.add_argument('--model', required=True, help='model-zoo name or config file')
+    parser.add_argument('--checkpoint', help='weights (path, URL or .onnx); default: the '
+                        "zoo model's published weights")
+    parser.add_argument('--out', required=True, help='output file, .jsonl or .csv')
+    parser.add_argument('--topk', type=int, default=5, help='classes per image')
+    parser.add_argument('--backend', choices=BACKENDS,
+                        help='default: onnxruntime for an .onnx checkpoint, else torch')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--num-workers', type=int, default=max(1, min(8, _cores() - 1)),
+                        help='DataLoader workers decoding images (default: %(default)s)')
+    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+                        help='torch backend: autocast precision (bf16 on recent CPUs and GPUs)')
+    parser.add_argument('--device', help='default: cuda:<local rank> if available, else cpu')
+    args = parser.parse_args(argv)
+    onnx = (args.checkpoint or '').endswith('.onnx')
+    args.backend = args.backend or ('onnxruntime' if onnx else 'torch')
+    if (args.backend == 'onnxruntime') != onnx:
+        parser.error('--backend onnxruntime runs an .onnx --checkpoint, and only it')
+    if args.backend == 'onnxruntime' and args.precision != 'fp32':
+        parser.error('--precision: an .onnx model runs as exported (fp32)')
+    if args.topk < 1 or args.batch_size < 1 or args.num_workers < 0:
+        parser.error('--topk and --batch-size must be >= 1, --num-workers >= 0')
+    try:
+        output_format(args.out)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+
+
+def init_distributed() -> tuple:
+    """(rank, world size, local world size) under torchrun, else (0, 1, 1)."""
+    world = int(os.environ.get('WORLD_SIZE', 1))
+    if world > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    rank = dist.get_rank() if world > 1 else 0
+    return rank, world, int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+
+
+def build_model(args: argparse.Namespace, device: str, local_world: int) -> torch.nn.Module:
+    if args.backend == 'onnxruntime':
+        from mmclip.deployment import build_onnxruntime_classifier
+        threads = max(1, _cores() // local_world)  # the node's cores, shared by its ranks
+        return build_onnxruntime_classifier(args.model, args.checkpoint, device, threads)
+    return get_model(args.model, pretrained=args.checkpoint or True, device=device)
+
+
+def run(args: argparse.Namespace) -> int:
+    rank, world, local_world = init_distributed()
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    default = f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu'
+    device = args.device or default
+    if args.backend == 'torch':
+        check_precision(args.precision, device)
+    paths = collect_inputs(args.inputs)
+    model = build_model(args, device, local_world)
+    pipeline, _ = ImageClassificationInferencer._build_pipelines(model.cfg)
+    done = predict_files(
+        model, pipeline, paths, args.out, topk=args.topk, batch_size=args.batch_size,
+        num_workers=args.num_workers, rank=rank, world_size=world,
+        autocast=lambda: autocast_context(device, args.precision),
+        progress_bar=ProgressBar if rank == 0 else None, barrier=dist.barrier)
+    if rank == 0:
+        print(f'\n{len(paths)} images; {done} classified now by rank 0 of {world}; '
+              f'results in {args.out}')
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (FileNotFoundError, OutputFileError, ValueError, *USER_ERRORS) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
