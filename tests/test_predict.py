@@ -136,7 +136,7 @@ def test_csv_output_and_resume_checks_its_columns(setup, reference, tmp_path):
          str(checkpoint), '--out', str(out), '--topk', '3'],
         env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(f'error: {out} exists with')
+    assert result.stderr.strip().splitlines()[-1].startswith(f'ERROR: {out} exists with')
 
 
 def _assert_same_records(expected_file, got_file):

@@ -132,7 +132,8 @@ def test_python_api_raises_the_same_messages():
 
 
 TOOLS = ['tools/test.py', 'tools/train.py', 'demo/image_demo.py', CONVERTER, GET_FLOPS,
-         'tools/analysis_tools/benchmark.py', 'tools/analysis_tools/make_jpeg_folder.py']
+         'tools/analysis_tools/benchmark.py', 'tools/analysis_tools/make_jpeg_folder.py',
+         'tools/predict.py', 'tools/deployment/pytorch2onnx.py']
 
 
 @pytest.mark.parametrize('path', TOOLS)

@@ -25,17 +25,18 @@ from mmengine.utils import ProgressBar
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.apis.batch_prediction import (OutputFileError, collect_inputs, output_format,
+from mmclip.apis.batch_prediction import (collect_inputs, output_format,
                                           predict_files)
 from mmclip.apis.inference import ImageClassificationInferencer
-from mmclip.engine.launch import USER_ERRORS
+from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.utils import PRECISIONS, autocast_context, check_precision
 
 BACKENDS = ('torch', 'onnxruntime')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Classify many images into one file.')
+    parser = argparse.ArgumentParser(description='Classify many images into one file.',
+                                     formatter_class=HelpFormatter)
     parser.add_argument('inputs', nargs='+', metavar='INPUT',
                         help='image folders (recursive), globs, list files or images')
     parser.add_argument('--model', required=True, help='model-zoo name or config file')
@@ -45,12 +46,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--topk', type=int, default=5, help='classes per image')
     parser.add_argument('--backend', choices=BACKENDS,
                         help='default: onnxruntime for an .onnx checkpoint, else torch')
-    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--batch-size', type=int, default=32, help='images per forward pass')
     parser.add_argument('--num-workers', type=int, default=max(1, min(8, _cores() - 1)),
                         help='DataLoader workers decoding images (default: %(default)s)')
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='torch backend: autocast precision (bf16 on recent CPUs and GPUs)')
     parser.add_argument('--device', help='default: cuda:<local rank> if available, else cpu')
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     onnx = (args.checkpoint or '').endswith('.onnx')
     args.backend = args.backend or ('onnxruntime' if onnx else 'torch')
@@ -115,11 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, OutputFileError, ValueError, *USER_ERRORS) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+    return exit_code_of(lambda: run(args), debug=debug_requested(argv))
 
 
 if __name__ == '__main__':

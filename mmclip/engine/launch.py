@@ -35,6 +35,7 @@ from mmclip.checkpoint import (CheckpointDownloadError, CheckpointFormatError,
                                UnsafeCheckpointError)
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
+from mmclip.deployment import MissingExtraError
 from mmclip.utils import PRECISIONS, amp_precision, check_precision
 
 DEFAULT_DIST_TIMEOUT_S = 1800
@@ -47,8 +48,9 @@ LOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # FileNotFoundError as the API does): the tools show them as they are, without a
 # traceback through mmengine and the DataLoader.
 USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
-               CheckpointFormatError, StateDictMismatchError, UnsafeCheckpointError, ValueError,
-               FileNotFoundError, IsADirectoryError, NotADirectoryError)
+               CheckpointFormatError, StateDictMismatchError, UnsafeCheckpointError,
+               MissingExtraError, ValueError, FileNotFoundError, IsADirectoryError,
+               NotADirectoryError)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -234,14 +236,15 @@ def user_message(err: Exception) -> str:
 
 
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
-    """Run a tool's body: 0 when it finishes; 1, with a one-line error, for a
+    """Run a tool's body: its exit code when it returns an int, else 0; 1, with a
+    one-line error, for a
     ``USER_ERRORS`` error (logged, so that it also reaches the log file, when ``run``
     started a Runner; else printed to stderr as ``ERROR: <message>``). Other errors, and
     every error with ``debug`` (default: ``debug_requested()``), propagate with their
     traceback."""
     before = MMLogger.get_current_instance()
     try:
-        run()
+        result = run()
     except USER_ERRORS as err:
         if debug_requested() if debug is None else debug:
             raise
@@ -251,4 +254,4 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
         else:
             logger.error(user_message(err))
         return 1
-    return 0
+    return result if isinstance(result, int) else 0

@@ -17,8 +17,8 @@ from typing import List, Optional
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.deployment import MissingExtraError, export_onnx, verify_onnx
-from mmclip.engine.launch import USER_ERRORS
+from mmclip.deployment import export_onnx, verify_onnx
+from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_IMAGES = [ROOT / 'demo' / 'cat.jpg', ROOT / 'demo' / 'rocket.jpg']
@@ -26,7 +26,8 @@ TOLERANCE = 1e-4
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Export an mmclip classifier to ONNX.')
+    parser = argparse.ArgumentParser(description='Export an mmclip classifier to ONNX.',
+                                     formatter_class=HelpFormatter)
     parser.add_argument('model', help='model-zoo name or config file')
     parser.add_argument('checkpoint', help='checkpoint path or http(s) URL')
     parser.add_argument('out', help='output .onnx file')
@@ -35,30 +36,31 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='compare ONNX Runtime logits with PyTorch on real images')
     parser.add_argument('--verify-images', nargs='+', default=[str(p) for p in DEMO_IMAGES],
                         help='images for --verify (default: the demo photos)')
+    add_debug_option(parser)
     args = parser.parse_args(argv)
     if not args.out.endswith('.onnx'):
         parser.error(f'OUT must end with .onnx; got {args.out}')
     return args
 
 
+def run(args: argparse.Namespace) -> int:
+    model = get_model(args.model, pretrained=args.checkpoint)
+    out = export_onnx(model, args.out, opset=args.opset)
+    print(f'Exported {out} (input: uint8 RGB [batch, 3, {model.backbone.img_size}, '
+          f'{model.backbone.img_size}], normalisation inside)')
+    if args.verify:
+        diff = verify_onnx(model, out, args.verify_images)
+        print(f'max |logit difference| ONNX Runtime vs PyTorch on '
+              f'{len(args.verify_images)} images: {diff:.3g}')
+        if diff > TOLERANCE:
+            print(f'ERROR: the difference is above {TOLERANCE}', file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        model = get_model(args.model, pretrained=args.checkpoint)
-        out = export_onnx(model, args.out, opset=args.opset)
-        print(f'Exported {out} (input: uint8 RGB [batch, 3, {model.backbone.img_size}, '
-              f'{model.backbone.img_size}], normalisation inside)')
-        if args.verify:
-            diff = verify_onnx(model, out, args.verify_images)
-            print(f'max |logit difference| ONNX Runtime vs PyTorch on '
-                  f'{len(args.verify_images)} images: {diff:.3g}')
-            if diff > TOLERANCE:
-                print(f'error: the difference is above {TOLERANCE}', file=sys.stderr)
-                return 1
-    except (MissingExtraError, FileNotFoundError, ValueError, *USER_ERRORS) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return 0
+    return exit_code_of(lambda: run(args), debug=debug_requested(argv))
 
 
 if __name__ == '__main__':
