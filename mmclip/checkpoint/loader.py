@@ -7,7 +7,9 @@ without executing pickled code (``safe_load.py``). Formats are recognised by the
 
 - mmclip / mmpretrain: ``backbone.*`` / ``head.*``, bare or under ``state_dict``
   (a ``module.`` prefix from DistributedDataParallel is dropped);
-- timm: ``blocks.*`` / ``patch_embed.proj.*``, renamed with ``convert.TIMM_TO_MMCLIP``.
+- timm: ``blocks.*`` / ``patch_embed.proj.*``, renamed with ``convert.TIMM_TO_MMCLIP``;
+- open_clip (both CLIP towers): ``visual.*`` / ``token_embedding.*``, renamed with
+  ``convert_open_clip.OPEN_CLIP_TO_MMCLIP``.
 
 ``load_checkpoint`` then checks every key and shape against the model. The one
 documented exception: a position embedding laid out for another input size is resampled
@@ -26,6 +28,7 @@ from torch import nn
 
 from mmclip.models.utils.embed import resize_pos_embed
 from .convert import convert_timm_state_dict, is_timm_state_dict
+from .convert_open_clip import convert_open_clip_state_dict, is_open_clip_state_dict
 from .download import CheckpointDownloadError, download_checkpoint, is_url
 from .safe_load import MapLocation, read_checkpoint_file
 
@@ -114,6 +117,8 @@ def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, t
     state_dict = {_DDP_PREFIX.sub('', k): v for k, v in state_dict.items()}
     if is_timm_state_dict(state_dict):
         return convert_timm_state_dict(state_dict)
+    if is_open_clip_state_dict(state_dict):
+        return convert_open_clip_state_dict(state_dict)
     return state_dict
 
 
