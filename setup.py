@@ -1,7 +1,8 @@
 """mmclip installation.
 
-``pip install -e .`` brings everything needed to import and run; ``.[tests]`` adds pytest
-and timm (timm is used only by tests and the checkpoint converter's --verify).
+``pip install -e .`` brings everything needed to import and run; ``.[multimodal]`` adds
+open_clip_torch for the zero-shot models' text prompts (its BPE tokenizer); ``.[tests]`` adds
+pytest, timm (used only by tests and the checkpoint converter's --verify) and open_clip_torch.
 """
 import os
 import shutil
@@ -78,7 +79,9 @@ setup(
         'safetensors>=0.4',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'timm>=1.0.9'],
+        # CLIP's BPE tokenizer (and its vocabulary) for zero-shot text prompts.
+        'multimodal': ['open_clip_torch>=2.24'],
+        'tests': ['pytest>=7', 'timm>=1.0.9', 'open_clip_torch>=2.24'],
     },
     zip_safe=False,
 )

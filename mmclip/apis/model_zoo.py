@@ -22,7 +22,7 @@ from mmclip.checkpoint import (describe_sources, extract_state_dict, load_source
 from mmclip.checkpoint.convert_open_clip import TEXT_TOWER_PREFIX
 from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
-from mmclip.models.utils.zero_shot import resolve_prompts
+from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts
 from mmclip.registry import MODELS
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def _prompt_overrides(cfg: Config, model: ModelSpec, classes: Prompts,
     if classes is None and templates is None:
         return {}
     if cfg.model.get('type') != ZERO_SHOT_TYPE:
-        raise ValueError(f'classes= / templates= need a zero-shot model (image and text '
+        raise ZeroShotError(f'classes= / templates= need a zero-shot model (image and text '
                          f'towers); {model!r} is a vision-only classifier. Zero-shot models: '
                          f'{list_models("*zeroshot*")}.')
     head = cfg.model.head
@@ -200,7 +200,7 @@ def _load_weights(net: nn.Module, sources: Tuple[str, ...], model: ModelSpec,
     state_dict = extract_state_dict(checkpoint, name)
     if not hasattr(net, 'text_backbone') and any(
             k.startswith(TEXT_TOWER_PREFIX) for k in state_dict):
-        raise ValueError(f'{name} is a CLIP checkpoint with a text tower (open_clip format); '
+        raise ZeroShotError(f'{name} is a CLIP checkpoint with a text tower (open_clip format); '
                          f'{model!r} is a vision-only classifier. Load it into a zero-shot '
                          f'model: {list_models("*zeroshot*")}.')
     load_state_dict_into(net, state_dict, name)

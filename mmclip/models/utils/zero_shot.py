@@ -35,17 +35,22 @@ BATCH_SIZE = 256  # prompts per text-tower forward
 _CACHE_VERSION = 'mmclip-zeroshot-head-v1'
 
 
+class ZeroShotError(ValueError):
+    """Bad zero-shot input: classes, templates, or a text-tower checkpoint for a
+    vision-only model. The message says what was expected."""
+
+
 def _resolve(value, presets: dict, what: str) -> Tuple[str, ...]:
     if isinstance(value, str):
         if value not in presets:
-            raise ValueError(f'{what} must be a list of strings or one of {sorted(presets)}; '
+            raise ZeroShotError(f'{what} must be a list of strings or one of {sorted(presets)}; '
                              f'got the string {value!r} (for a list, pass ["...", "..."]).')
         return tuple(presets[value])
     if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f'{what} must be a non-empty list of strings; got {value!r}.')
+        raise ZeroShotError(f'{what} must be a non-empty list of strings; got {value!r}.')
     bad = [v for v in value if not isinstance(v, str) or not v.strip()]
     if bad:
-        raise ValueError(f'{what} must be non-empty strings; got {bad[:5]}.')
+        raise ZeroShotError(f'{what} must be non-empty strings; got {bad[:5]}.')
     return tuple(value)
 
 
@@ -60,7 +65,7 @@ def resolve_prompts(classes, templates) -> Tuple[Tuple[str, ...], Tuple[str, ...
         except (IndexError, KeyError, ValueError):
             ok = False
         if not ok:
-            raise ValueError(f'Template {template!r} must hold exactly one {{}} for the class '
+            raise ZeroShotError(f'Template {template!r} must hold exactly one {{}} for the class '
                              f'name, e.g. "a photo of a {{}}.".')
     return classes, templates
 
