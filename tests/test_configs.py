@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from mmclip.models.utils.transformer import QuickGELU
 from mmclip.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,11 +71,17 @@ def test_every_config_builds_with_clip_facts(path):
     assert backbone.patch_embed.projection.bias is None, 'CLIP patch conv has no bias'
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(m.eps == 1e-5 for m in norms)
-    acts = [layer.ffn.layers[0][1] for layer in backbone.layers]
-    assert all(type(a) is nn.GELU and a.approximate == 'none' for a in acts)
+    # OpenAI's original towers use QuickGELU; the fine-tunes and LAION's towers erf GELU.
+    act = QuickGELU if '_openai_zeroshot' in path.name else nn.GELU
+    towers = [backbone] + ([model.text_backbone] if hasattr(model, 'text_backbone') else [])
+    acts = [layer.ffn.layers[0][1] for tower in towers for layer in tower.layers]
+    assert all(type(a) is act and getattr(a, 'approximate', 'none') == 'none' for a in acts)
     pre = model.data_preprocessor
-    torch.testing.assert_close(pre.mean.flatten().tolist(), CLIP_MEAN)
-    torch.testing.assert_close(pre.std.flatten().tolist(), CLIP_STD)
+    # open_clip's LAION-2B ViT-L/14 was trained with mean = std = 0.5.
+    mean, std = ([127.5] * 3, [127.5] * 3) if 'large-p14_laion2b' in path.name else (
+        CLIP_MEAN, CLIP_STD)
+    torch.testing.assert_close(pre.mean.flatten().tolist(), mean)
+    torch.testing.assert_close(pre.std.flatten().tolist(), std)
     assert pre.to_rgb
 
 

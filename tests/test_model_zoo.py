@@ -49,9 +49,14 @@ def test_seed_tables_parsed():
     assert len(SEED) == 14 and len(timm_sources()) == 14
 
 
+ZERO_SHOT = [f'clip_vit-{arch}_{data}_zeroshot-cls_in1k'
+             for arch in ('base-p32', 'base-p16', 'large-p14') for data in ('openai', 'laion2b')]
+
+
 def test_list_models_is_exactly_the_seed_names():
-    assert mmclip.list_models('*clip*') == sorted(SEED)
-    assert mmclip.list_models() == sorted(SEED)
+    assert mmclip.list_models('vit-*clip*') == sorted(SEED)
+    assert mmclip.list_models() == sorted([*SEED, *ZERO_SHOT])
+    assert mmclip.list_models('*zeroshot*') == sorted(ZERO_SHOT)
     assert mmclip.list_models('*p16*384px') == sorted(
         n for n in SEED if 'p16' in n and n.endswith('384px'))
     assert mmclip.list_models('resnet*') == []
@@ -153,6 +158,7 @@ def test_model_index_is_found_from_an_installed_wheel(tmp_path):
                          env={**os.environ, 'PYTHONPATH': str(tmp_path / 'site')}
                          ).stdout.split()
     site = tmp_path / 'site' / 'mmclip'
-    assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'), '14',
+    assert out == [str(site / '__init__.py'), str(site / '.mim' / 'model-index.yml'),
+                   str(len(SEED) + len(ZERO_SHOT)),
                    'True']
     assert model_index_path() == ROOT / 'model-index.yml'  # the checkout reads its own
