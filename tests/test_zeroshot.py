@@ -172,6 +172,22 @@ def test_towers_and_probabilities_equal_open_clips(name, file_name, num_images, 
     assert [r['pred_class'] for r in results] == [CLASSES[i] for i in expected.argmax(dim=1)]
 
 
+def test_text_tower_cuts_padding_exactly(b32):
+    """A prompt's embedding does not depend on the batch it is cut with, nor on what follows
+    its end-of-text token (causal mask)."""
+    tower = b32[2].text_backbone
+    tokens = tokenize(['a cat', 'a photo of a very small and rather fluffy grey cat.'])
+    noisy = tokens[:1].clone()
+    noisy[0, 3:20] = torch.arange(100, 117)  # after end-of-text (position 2), below its id
+    with torch.no_grad():
+        alone = tower(tokens[:1])
+        torch.testing.assert_close(tower(tokens)[:1], alone, atol=1e-6, rtol=0)
+        torch.testing.assert_close(tower(torch.cat([noisy, tokens[1:]]))[:1], alone,
+                                   atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match='L <= 77'):
+        tower(torch.zeros(1, 78, dtype=torch.long))
+
+
 def test_quickgelu_matters(b32):
     """Loading OpenAI-style (QuickGELU) weights into a GELU tower changes the embedding."""
     oc, path, model = b32
