@@ -278,9 +278,11 @@ def test_bad_input_is_one_clear_line(b32, tmp_path):
         with pytest.raises(ZeroShotError, match=re.escape(message)) as err:
             mmclip.get_model(**kwargs)
         assert '\n' not in str(err.value)
+    vision_only = 'vit-base-p32_clip-openai-pre_3rdparty_in1k'
     with pytest.raises(ZeroShotError, match='vision-only'):
-        ImageClassificationInferencer('vit-base-p32_clip-openai-pre_3rdparty_in1k',
-                                      pretrained=False, templates=['a {}'])
+        ImageClassificationInferencer(vision_only, pretrained=False, templates=['a {}'])
+    with pytest.raises(ZeroShotError, match='3 class names for a model with 1000 classes'):
+        ImageClassificationInferencer(vision_only, pretrained=False, classes=['a', 'b', 'c'])
 
 
 # ---- tools/test.py -----------------------------------------------------------------------

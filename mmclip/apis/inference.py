@@ -106,6 +106,12 @@ class ImageClassificationInferencer:
         self.device, self.precision = device, precision
         self.classes = tuple(classes) if classes is not None and not zero_shot else (
             getattr(self.model, 'dataset_meta', {}).get('classes'))
+        num_classes = getattr(getattr(self.model, 'head', None), 'num_classes', None)
+        if (not zero_shot and classes is not None and num_classes is not None
+                and len(classes) != num_classes):
+            raise ZeroShotError(f'{len(classes)} class names for a model with {num_classes} '
+                                f'classes; to classify into new classes, use a zero-shot '
+                                f'model (mmclip.list_models("*zeroshot*")).')
         self._forward = maybe_compile(self.model, compile)
         self._file_pipeline, self._array_pipeline = self._build_pipelines(self.model.cfg)
 
