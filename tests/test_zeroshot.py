@@ -179,11 +179,11 @@ def test_text_tower_cuts_padding_exactly(b32):
     tokens = tokenize(['a cat', 'a photo of a very small and rather fluffy grey cat.'])
     noisy = tokens[:1].clone()
     noisy[0, 3:20] = torch.arange(100, 117)  # after end-of-text (position 2), below its id
-    with torch.no_grad():
+    with torch.no_grad():  # 1e-5: other shapes take other fp32 GEMM blockings
         alone = tower(tokens[:1])
-        torch.testing.assert_close(tower(tokens)[:1], alone, atol=1e-6, rtol=0)
+        torch.testing.assert_close(tower(tokens)[:1], alone, atol=1e-5, rtol=0)
         torch.testing.assert_close(tower(torch.cat([noisy, tokens[1:]]))[:1], alone,
-                                   atol=1e-6, rtol=0)
+                                   atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match='L <= 77'):
         tower(torch.zeros(1, 78, dtype=torch.long))
 
