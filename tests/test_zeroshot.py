@@ -178,7 +178,8 @@ def test_text_tower_cuts_padding_exactly(b32):
     tower = b32[2].text_backbone
     tokens = tokenize(['a cat', 'a photo of a very small and rather fluffy grey cat.'])
     noisy = tokens[:1].clone()
-    noisy[0, 3:20] = torch.arange(100, 117)  # after end-of-text (position 2), below its id
+    eot = int(noisy[0].argmax())
+    noisy[0, eot + 1:eot + 18] = torch.arange(100, 117)  # after end-of-text, below its id
     with torch.no_grad():  # 1e-5: other shapes take other fp32 GEMM blockings
         alone = tower(tokens[:1])
         torch.testing.assert_close(tower(tokens)[:1], alone, atol=1e-5, rtol=0)

@@ -58,8 +58,10 @@ class CLIPTextTransformer(BaseModule):
         settings = self.arch_zoo[arch]
         C = settings['embed_dims']
         self.embed_dims, self.context_length = C, context_length
+        # open_clip's initialisation (random towers; real ones are loaded).
         self.token_embedding = nn.Embedding(vocab_size, C)
-        self.pos_embed = nn.Parameter(torch.zeros(context_length, C))
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        self.pos_embed = nn.Parameter(torch.randn(context_length, C) * 0.01)
         self.layers = nn.ModuleList([
             TransformerEncoderLayer(
                 embed_dims=C,
@@ -69,14 +71,7 @@ class CLIPTextTransformer(BaseModule):
                 causal=True) for _ in range(settings['num_layers'])
         ])
         self.ln_final = nn.LayerNorm(C, eps=1e-5)
-        self.projection = nn.Parameter(torch.zeros(C, out_channels))
-
-    def init_weights(self) -> None:
-        """open_clip's initialisation (for random towers; real ones are loaded)."""
-        super().init_weights()
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.pos_embed, std=0.01)
-        nn.init.normal_(self.projection, std=self.embed_dims**-0.5)
+        self.projection = nn.Parameter(torch.randn(C, out_channels) * C**-0.5)
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         """text [B, L] token ids -> embedding [B, D] (not normalised)."""

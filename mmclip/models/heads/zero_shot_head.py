@@ -40,15 +40,11 @@ class ZeroShotClsHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.classes, self.templates = resolve_prompts(classes, templates)
         self.num_classes = len(self.classes)
-        self.proj = nn.Parameter(torch.zeros(in_channels, out_channels))
-        self.logit_scale = nn.Parameter(torch.tensor(0.0))
+        # open_clip's initialisation (random towers; real ones are loaded).
+        self.proj = nn.Parameter(torch.randn(in_channels, out_channels) * in_channels**-0.5)
+        self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
         self.register_buffer('class_embeddings', torch.zeros(self.num_classes, out_channels),
                              persistent=False)
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        nn.init.normal_(self.proj, std=self.proj.shape[0]**-0.5)
-        nn.init.constant_(self.logit_scale, torch.log(torch.tensor(1 / 0.07)).item())
 
     def pre_logits(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The L2-normalised image embedding [B, D]."""
