@@ -1,7 +1,7 @@
 """Time building a zero-shot head: mmclip's (sorted, cut batches) vs open_clip's.
 
-    python tools/analysis_tools/zeroshot_head_benchmark.py clip_vit-base-p32_openai_zeroshot-cls_in1k \
-        --classes 1000
+    python tools/analysis_tools/zeroshot_head_benchmark.py \
+        clip_vit-base-p32_openai_zeroshot-cls_in1k --classes 10
 
 Both build the same head (the first ``--classes`` ImageNet classes x OpenAI's 80 templates)
 from the same text tower: random weights, or ``--pretrained`` (an open_clip file), loaded
@@ -60,7 +60,7 @@ def main() -> None:
     classes = IMAGENET_CLIP_CLASSNAMES[:args.classes]
     prompts = len(classes) * len(OPENAI_IMAGENET_TEMPLATES)
     ours, t_ours = timed(lambda: build_class_embeddings(model.text_backbone, classes,
-                                                        OPENAI_IMAGENET_TEMPLATES))
+                                                        OPENAI_IMAGENET_TEMPLATES, progress=True))
     timings = [('mmclip', t_ours)]
     if not args.skip_open_clip:
         with torch.no_grad():
