@@ -4,6 +4,8 @@
     python demo/image_demo.py demo/cat.jpg demo/rocket.jpg vit-base-p16_clip-openai-pre_3rdparty_in1k
     python demo/image_demo.py demo/cat.jpg configs/clip/vit-base-p16_pt-64xb64_in1k.py \
         --pretrained work_dirs/epoch_10.pth --device cuda --topk 5
+    python demo/image_demo.py demo/cat.jpg clip_vit-base-p16_openai_zeroshot-cls_in1k \
+        --classes "cat,dog,rocket"
 
 MODEL is a zoo name (``mmclip.list_models()``; its published weights are downloaded once
 into the torch.hub cache) or a config file with ``--pretrained`` (a path or URL).
@@ -16,6 +18,7 @@ import numpy as np
 
 from mmclip import ImageClassificationInferencer
 from mmclip.engine.launch import USER_ERRORS
+from mmclip.models.utils.zero_shot import ZeroShotError
 from mmclip.utils import PRECISIONS
 
 
@@ -29,7 +32,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'available)')
     parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
     parser.add_argument('--topk', type=int, default=5, help='how many classes to print')
+    parser.add_argument('--classes', help='zero-shot models: comma-separated class names to '
+                        'classify into, e.g. "cat,dog,rocket" (default: the 1000 ImageNet '
+                        'classes)')
     return parser.parse_args(argv)
+
+
+def split_classes(text: Optional[str]) -> Optional[List[str]]:
+    """``"cat, dog,rocket"`` -> ``['cat', 'dog', 'rocket']``; None stays None."""
+    if text is None:
+        return None
+    classes = [name.strip() for name in text.split(',')]
+    if not all(classes):
+        raise ZeroShotError(f'--classes must be comma-separated non-empty names; got {text!r}.')
+    return classes
 
 
 def ranked_table(scores: np.ndarray, classes: Optional[Sequence[str]], topk: int) -> str:
@@ -50,9 +66,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         inferencer = ImageClassificationInferencer(
             args.model, pretrained=args.pretrained or True, device=args.device,
-            precision=args.precision)
+            precision=args.precision, classes=split_classes(args.classes))
         results = inferencer(args.img)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, ZeroShotError, ImportError) as err:
         sys.exit(f'error: {err}')  # the message names the file or URL and what to do
     for path, result in zip(args.img, results):
         print(f'{path}:\n{ranked_table(result["pred_scores"], inferencer.classes, args.topk)}')
