@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 SEED_CONFIGS = sorted((ROOT / 'configs' / 'clip').glob('vit-base-p*_pt-64xb64_in1k*.py'))
 ZOO_CONFIGS = sorted(p for p in ALL_CONFIGS if '_3rdparty_' in p.name)
-EVAL_CONFIGS = ZOO_CONFIGS + SEED_CONFIGS
+ZERO_SHOT_CONFIGS = sorted(p for p in ALL_CONFIGS if '_zeroshot-cls_' in p.name)
+EVAL_CONFIGS = ZOO_CONFIGS + SEED_CONFIGS + ZERO_SHOT_CONFIGS
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 SEED_FACTS = ROOT / 'tests' / 'data' / 'reference' / 'model-zoo-facts.md'
@@ -189,8 +190,8 @@ def test_evaluation_setup_reads_in_three_files_without_a_schedule(path):
 
 def test_clip_mean_and_std_are_stated_once():
     configs = sorted((ROOT / 'configs').rglob('*.py'))
-    for fact, where in (('0.48145466', ['configs/_base_/models/clip_vit.py']),
-                        ('0.26862954', ['configs/_base_/models/clip_vit.py']),
+    for fact, where in (('0.48145466', ['configs/_base_/imagenet_eval.py']),
+                        ('0.26862954', ['configs/_base_/imagenet_eval.py']),
                         ('122.77', [])):  # the mean times 255, spelled out
         stating = [str(p.relative_to(ROOT)) for p in configs if fact in p.read_text()]
         assert stating == where, fact

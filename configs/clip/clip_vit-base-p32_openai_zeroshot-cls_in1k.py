@@ -3,7 +3,7 @@
 # names. Preprocessing as open_clip's for these weights: bicubic (pillow) resize of the short
 # edge to 224, 224 px center crop, OpenAI mean / std.
 # OpenAI's towers were trained with QuickGELU; erf GELU would shift their embeddings.
-_base_ = '../_base_/clip-zeroshot_vit-base_in1k.py'
+_base_ = ['../_base_/models/clip_zeroshot.py', '../_base_/imagenet_eval.py']
 
 model = dict(
     backbone=dict(patch_size=32, act_cfg=dict(type='QuickGELU')),

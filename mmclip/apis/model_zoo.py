@@ -17,8 +17,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmclip.checkpoint import (describe_sources, extract_state_dict, load_source,
-                               load_state_dict_into)
+from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
 from mmclip.checkpoint.convert_open_clip import TEXT_TOWER_PREFIX
 from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
@@ -195,8 +194,7 @@ def with_prompts(model: ZeroShotClassifier, classes: Prompts = None,
 def _load_weights(net: nn.Module, sources: Tuple[str, ...], model: ModelSpec,
                   mirrors: Optional[Mapping[str, str]]):
     """Load ``sources`` strictly into ``net``; returns the checkpoint as stored."""
-    name = describe_sources(sources)
-    checkpoint = load_source(sources, mirrors=mirrors)
+    checkpoint, name = read_source(sources, mirrors=mirrors)
     state_dict = extract_state_dict(checkpoint, name)
     if not hasattr(net, 'text_backbone') and any(
             k.startswith(TEXT_TOWER_PREFIX) for k in state_dict):

@@ -97,12 +97,14 @@ def load_source(sources: Sources,
                 progress: bool = True) -> Any:
     """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict),
     memory-mapped: its tensors are copied into a model, not kept."""
-    return _load_fetched(sources, map_location, mirrors, progress)[0]
+    return read_source(sources, map_location, mirrors, progress)[0]
 
 
-def _load_fetched(sources: Sources, map_location: MapLocation,
-                  mirrors: Optional[Mapping[str, str]], progress: bool) -> Tuple[Any, str]:
-    """The checkpoint as stored (memory-mapped), and the name of the source it came from."""
+def read_source(sources: Sources, map_location: MapLocation = 'cpu',
+                mirrors: Optional[Mapping[str, str]] = None,
+                progress: bool = True) -> Tuple[Any, str]:
+    """The checkpoint as stored (memory-mapped), and the name of the source it was read
+    from (for messages: the URL, mirror or path actually used)."""
     fetched = fetch_checkpoint(sources, mirrors, progress)
     return read_checkpoint_file(fetched.path, map_location, mmap=True), fetched.describe()
 
@@ -190,7 +192,7 @@ def load_state_dict_from_source(sources: Sources,
                                 mirrors: Optional[Mapping[str, str]] = None,
                                 progress: bool = True) -> Dict[str, torch.Tensor]:
     """Fetch, read and rename a checkpoint: mmclip keys -> tensors (no model check)."""
-    checkpoint, name = _load_fetched(sources, map_location, mirrors, progress)
+    checkpoint, name = read_source(sources, map_location, mirrors, progress)
     return extract_state_dict(checkpoint, name)
 
 
@@ -273,7 +275,7 @@ def load_checkpoint(model: nn.Module,
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_checkpoint`` and ``read_checkpoint_file``.
     """
-    checkpoint, name = _load_fetched(source, map_location, mirrors, progress)
+    checkpoint, name = read_source(source, map_location, mirrors, progress)
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
                          logger=logger, allow_nonfinite=allow_nonfinite)
     return checkpoint
