@@ -1,8 +1,9 @@
 """mmclip installation.
 
-``pip install -e .`` brings everything needed to import and run; ``.[onnx]`` adds ONNX
-export and the ONNX Runtime backend; ``.[tests]`` adds pytest, timm (used only by tests and
-the checkpoint converter's --verify) and the ``onnx`` extra.
+``pip install -e .`` brings everything needed to import and run; ``.[multimodal]`` adds
+open_clip_torch for the zero-shot models' text prompts (its BPE tokenizer); ``.[onnx]`` adds
+ONNX export and the ONNX Runtime backend; ``.[tests]`` adds pytest, timm (used only by tests
+and the checkpoint converter's --verify), ruff and both extras.
 """
 import os
 import shutil
@@ -62,6 +63,7 @@ class BuildPyWithModelIndex(build_py):
 
 # torch.onnx.export(dynamo=True) translates through onnxscript.
 ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
+MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
 
 setup(
     name='mmclip',
@@ -87,7 +89,9 @@ setup(
     ],
     extras_require={
         'onnx': ONNX_EXTRA,
-        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA,
+        # CLIP's BPE tokenizer (and its vocabulary) for zero-shot text prompts.
+        'multimodal': MULTIMODAL_EXTRA,
+        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + MULTIMODAL_EXTRA,
     },
     zip_safe=False,
 )

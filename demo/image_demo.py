@@ -4,6 +4,8 @@
     python demo/image_demo.py demo/cat.jpg demo/rocket.jpg vit-base-p16_clip-openai-pre_3rdparty_in1k
     python demo/image_demo.py demo/cat.jpg configs/clip/vit-base-p16_pt-64xb64_in1k.py \
         --pretrained work_dirs/epoch_10.pth --device cuda --topk 5
+    python demo/image_demo.py demo/cat.jpg clip_vit-base-p16_openai_zeroshot-cls_in1k \
+        --classes "cat,dog,rocket"
 
 MODEL is a zoo name (``mmclip.list_models()``; its published weights are downloaded once
 into the torch.hub cache) or a config file with ``--pretrained`` (a path or URL).
@@ -19,6 +21,7 @@ from mmclip.datasets.transforms import read_rgb
 from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
                                   chosen_precision, debug_requested, default_device,
                                   exit_code_of)
+from mmclip.models.utils.zero_shot import ZeroShotError
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -33,8 +36,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_precision_options(parser)
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
     parser.add_argument('--topk', type=int, default=5, help='how many classes to print')
+    parser.add_argument('--classes', help='zero-shot models: comma-separated class names to '
+                        'classify into, e.g. "cat,dog,rocket" (default: the 1000 ImageNet '
+                        'classes)')
     add_debug_option(parser)
     return parser.parse_args(argv)
+
+
+def split_classes(text: Optional[str]) -> Optional[List[str]]:
+    """``"cat, dog,rocket"`` -> ``['cat', 'dog', 'rocket']``; None stays None."""
+    if text is None:
+        return None
+    classes = [name.strip() for name in text.split(',')]
+    if not all(classes):
+        raise ZeroShotError(f'--classes must be comma-separated non-empty names; got {text!r}.')
+    return classes
 
 
 def ranked_table(scores: np.ndarray, classes: Optional[Sequence[str]], topk: int) -> str:
@@ -58,7 +74,8 @@ def run(args: argparse.Namespace) -> None:
     # Every image is read (and its problem named) before the model is built.
     images = [read_rgb(path) for path in args.img]
     inferencer = ImageClassificationInferencer(
-        args.model, pretrained=args.pretrained or True, device=device, precision=precision)
+        args.model, pretrained=args.pretrained or True, device=device, precision=precision,
+        classes=split_classes(args.classes))
     print(f'{args.model} (weights: {args.pretrained or "published"}) on {device}, '
           f'precision {precision}, batch {args.batch_size}', file=sys.stderr)
     results = inferencer(images, batch_size=args.batch_size, channel_order='rgb',

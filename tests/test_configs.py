@@ -15,13 +15,15 @@ from mmengine.config import Config
 from torch import nn
 
 from large_models import large_models
+from mmclip.models.utils.transformer import QuickGELU
 from mmclip.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 SEED_CONFIGS = sorted((ROOT / 'configs' / 'clip').glob('vit-base-p*_pt-64xb64_in1k*.py'))
 ZOO_CONFIGS = sorted(p for p in ALL_CONFIGS if '_3rdparty_' in p.name)
-EVAL_CONFIGS = ZOO_CONFIGS + SEED_CONFIGS
+ZERO_SHOT_CONFIGS = sorted(p for p in ALL_CONFIGS if '_zeroshot-cls_' in p.name)
+EVAL_CONFIGS = ZOO_CONFIGS + SEED_CONFIGS + ZERO_SHOT_CONFIGS
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 SEED_FACTS = ROOT / 'tests' / 'data' / 'reference' / 'model-zoo-facts.md'
@@ -100,11 +102,17 @@ def test_every_config_builds_with_clip_facts(path):
     assert backbone.patch_embed.projection.bias is None, 'CLIP patch conv has no bias'
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(m.eps == 1e-5 for m in norms)
-    acts = [layer.ffn.layers[0][1] for layer in backbone.layers]
-    assert all(type(a) is nn.GELU and a.approximate == 'none' for a in acts)
-    assert model.head.layers.head.in_features == backbone.embed_dims
+    # OpenAI's original towers use QuickGELU; the fine-tunes and LAION's towers erf GELU.
+    act = QuickGELU if '_openai_zeroshot' in path.name else nn.GELU
+    towers = [backbone] + ([model.text_backbone] if hasattr(model, 'text_backbone') else [])
+    acts = [layer.ffn.layers[0][1] for tower in towers for layer in tower.layers]
+    assert all(type(a) is act and getattr(a, 'approximate', 'none') == 'none' for a in acts)
+    if not hasattr(model, 'text_backbone'):
+        assert model.head.layers.head.in_features == backbone.embed_dims
     pre = model.data_preprocessor
-    half = path.stem in HALF_NORMALISED
+    # timm's LAION-2B ViT-L/14 fine-tunes and open_clip's LAION-2B ViT-L/14 tower were
+    # trained with mean = std = 0.5.
+    half = path.stem in HALF_NORMALISED or 'large-p14_laion2b' in path.name
     torch.testing.assert_close(pre.mean.flatten().tolist(), [127.5] * 3 if half else CLIP_MEAN)
     torch.testing.assert_close(pre.std.flatten().tolist(), [127.5] * 3 if half else CLIP_STD)
     assert pre.to_rgb
@@ -182,8 +190,8 @@ def test_evaluation_setup_reads_in_three_files_without_a_schedule(path):
 
 def test_clip_mean_and_std_are_stated_once():
     configs = sorted((ROOT / 'configs').rglob('*.py'))
-    for fact, where in (('0.48145466', ['configs/_base_/models/clip_vit.py']),
-                        ('0.26862954', ['configs/_base_/models/clip_vit.py']),
+    for fact, where in (('0.48145466', ['configs/_base_/imagenet_eval.py']),
+                        ('0.26862954', ['configs/_base_/imagenet_eval.py']),
                         ('122.77', [])):  # the mean times 255, spelled out
         stating = [str(p.relative_to(ROOT)) for p in configs if fact in p.read_text()]
         assert stating == where, fact

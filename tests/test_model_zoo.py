@@ -54,9 +54,14 @@ def test_seed_tables_parsed():
     assert len(LARGE) == 10
 
 
-def test_list_models_is_exactly_the_seed_and_large_names():
-    assert mmclip.list_models('*clip*') == sorted(SEED | LARGE.keys())
-    assert mmclip.list_models() == sorted(SEED | LARGE.keys())
+ZERO_SHOT = [f'clip_vit-{arch}_{data}_zeroshot-cls_in1k'
+             for arch in ('base-p32', 'base-p16', 'large-p14') for data in ('openai', 'laion2b')]
+
+
+def test_list_models_is_exactly_the_seed_large_and_zero_shot_names():
+    assert mmclip.list_models('vit-*clip*') == sorted(SEED | LARGE.keys())
+    assert mmclip.list_models() == sorted([*SEED, *LARGE, *ZERO_SHOT])
+    assert mmclip.list_models('*zeroshot*') == sorted(ZERO_SHOT)
     assert mmclip.list_models('*p16*384px') == sorted(
         n for n in SEED if 'p16' in n and n.endswith('384px'))
     assert mmclip.list_models('vit-large*') == sorted(n for n in LARGE if 'large' in n)

@@ -1,8 +1,17 @@
 # Evaluation on ImageNet-1k val: everything tools/test.py needs besides the model (no
 # training schedule). Images leave the pipeline as uint8 BGR; the model's data
-# preprocessor normalises them (models/clip_vit.py).
+# preprocessor normalises them (below).
 # Types resolve in the mmclip registries (children of mmengine's).
 default_scope = 'mmclip'
+
+# OpenAI CLIP mean / std (not ImageNet's) times 255, RGB; images arrive as uint8 BGR and
+# are normalised on the device.
+data_preprocessor = dict(
+    num_classes=1000,
+    mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
+    std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255],
+    to_rgb=True,
+)
 
 # Seed evaluation at 224 px: short edge bicubic-resized to the crop size, then a center
 # crop. A zoo model's config replaces it with its weights' own crop_pct / crop_mode.

@@ -18,9 +18,10 @@ from PIL import Image
 from torch import nn
 
 from mmclip.datasets.transforms import pil_to_rgb
+from mmclip.models.utils.zero_shot import ZeroShotError
 from mmclip.registry import INFERENCERS, TRANSFORMS
 from mmclip.utils import autocast_context, check_precision, maybe_compile
-from .model_zoo import ModelSpec, Pretrained, get_model
+from .model_zoo import ModelSpec, Pretrained, Prompts, get_model, is_zero_shot, with_prompts
 
 ImageType = Union[str, os.PathLike, np.ndarray, Image.Image]
 CHANNEL_ORDERS = ('bgr', 'rgb')
@@ -80,7 +81,11 @@ class ImageClassificationInferencer:
         precision: ``'fp32'``, ``'bf16'`` or ``'fp16'`` (CUDA only): autocast of the
             forward pass (``mmclip.utils.autocast_context``).
         compile: ``torch.compile`` the model (the first batch of each shape is slow).
-        classes: class names, default those of ``model.dataset_meta``.
+        classes: for a zero-shot model, the classes to classify into (its head is built
+            from them; a built model is copied, not changed); for any other model, the
+            names of its classes. Default: those of ``model.dataset_meta``.
+        templates: zero-shot models only: prompt templates with one ``{}`` (default: the
+            model's own, OpenAI's 80 ImageNet templates for the zoo configs).
         backend: ``'torch'``, or ``'onnxruntime'`` to run ``pretrained``, an ``.onnx``
             from ``tools/deployment/pytorch2onnx.py`` (fp32; ``device`` default 'cpu'),
             with ``model`` (a name or config) giving the test pipeline.
@@ -88,7 +93,8 @@ class ImageClassificationInferencer:
 
     Calling it returns one dict per image, in input order: ``pred_label`` (int),
     ``pred_score`` (float, the top softmax score), ``pred_class`` (its class name, or
-    None when the model has no class names) and ``pred_scores`` (float32 [num_classes]).
+    None when the model has no class names) and ``pred_scores`` (float32 [num_classes],
+    in the order of the classes).
     """
 
     def __init__(self,
@@ -97,7 +103,8 @@ class ImageClassificationInferencer:
                  device: Optional[str] = None,
                  precision: str = 'fp32',
                  compile: bool = False,
-                 classes: Optional[Sequence[str]] = None,
+                 classes: Prompts = None,
+                 templates: Prompts = None,
                  backend: str = 'torch',
                  **overrides) -> None:
         if isinstance(model, nn.Module) and not hasattr(model, 'cfg'):
@@ -107,15 +114,34 @@ class ImageClassificationInferencer:
             raise ValueError(f'backend must be one of {BACKENDS}; got {backend!r}.')
         device = device or ('cpu' if backend == 'onnxruntime' else _default_device(model))
         check_precision(precision, device)
+        zero_shot = is_zero_shot(model)
+        if templates is not None and not zero_shot:
+            name = 'this model' if isinstance(model, nn.Module) else repr(model)
+            raise ZeroShotError(f'templates= needs a zero-shot model (image and text towers); '
+                                f'{name} is a vision-only classifier.')
+        prompts = dict(classes=classes, templates=templates) if zero_shot else {}
         if backend == 'onnxruntime':
+            if prompts and (classes is not None or templates is not None):
+                raise ZeroShotError('An exported zero-shot model classifies into the classes '
+                                    'it was exported with; classes= and templates= need '
+                                    "backend='torch'.")
             self.model = _onnxruntime_model(model, pretrained, device, precision, compile)
         elif isinstance(model, nn.Module):
+            if zero_shot and (classes is not None or templates is not None):
+                model = with_prompts(model, classes, templates)
             self.model = model.to(device).eval()
         else:
-            self.model = get_model(model, pretrained=pretrained, device=device, **overrides)
+            self.model = get_model(model, pretrained=pretrained, device=device, **prompts,
+                                   **overrides)
         self.device, self.precision = device, precision
-        self.classes = tuple(classes) if classes is not None else (
+        self.classes = tuple(classes) if classes is not None and not zero_shot else (
             getattr(self.model, 'dataset_meta', {}).get('classes'))
+        num_classes = getattr(getattr(self.model, 'head', None), 'num_classes', None)
+        if (not zero_shot and classes is not None and num_classes is not None
+                and len(classes) != num_classes):
+            raise ZeroShotError(f'{len(classes)} class names for a model with {num_classes} '
+                                f'classes; to classify into new classes, use a zero-shot '
+                                f'model (mmclip.list_models("*zeroshot*")).')
         self._forward = maybe_compile(self.model, compile)
         self._file_pipeline, self._array_pipeline = self._build_pipelines(self.model.cfg)
 
@@ -200,13 +226,16 @@ class ImageClassificationInferencer:
 _LAST_INFERENCER: Dict[tuple, ImageClassificationInferencer] = {}
 
 
-def _cache_key(model, pretrained, device, precision, compile, backend) -> Optional[tuple]:
+def _cache_key(model, pretrained, device, precision, compile, classes, templates,
+               backend) -> Optional[tuple]:
     """A key for models named by a string or path; built models and Configs get none."""
     if not isinstance(model, (str, os.PathLike)):
         return None
     if isinstance(pretrained, os.PathLike):
         pretrained = os.fspath(pretrained)
-    return os.fspath(model), pretrained, device, precision, compile, backend
+    prompts = tuple(None if p is None else p if isinstance(p, str) else tuple(p)
+                    for p in (classes, templates))
+    return os.fspath(model), pretrained, device, precision, compile, prompts, backend
 
 
 def inference_model(model: Union[ModelSpec, nn.Module],
@@ -217,10 +246,15 @@ def inference_model(model: Union[ModelSpec, nn.Module],
                     channel_order: str = 'bgr',
                     precision: str = 'fp32',
                     compile: bool = False,
+                    classes: Prompts = None,
+                    templates: Prompts = None,
                     backend: str = 'torch') -> Union[Dict[str, Any], List[Dict[str, Any]]]:
     """Classify ``images`` with ``model``: one result dict, or a list for a list.
 
     ``model`` is a zoo name, a config path, a Config or a model from ``get_model``.
+    For a zero-shot model, ``classes`` (and ``templates``) choose what to classify into:
+    ``pred_class`` is one of ``classes`` and ``pred_scores`` follows their order (see
+    ``ImageClassificationInferencer``).
     Repeated calls with the same model name or config path (and the same options) reuse
     the model built by the first call instead of building and loading it again. For
     more control, keep an ``ImageClassificationInferencer``. ``backend='onnxruntime'``
@@ -231,12 +265,16 @@ def inference_model(model: Union[ModelSpec, nn.Module],
         result = inference_model('vit-base-p32_clip-laion2b-in12k-pre_3rdparty_in1k',
                                  'demo/cat.jpg')
         result['pred_class'], result['pred_score']
+
+        result = inference_model('clip_vit-base-p16_openai_zeroshot-cls_in1k', 'demo/cat.jpg',
+                                 classes=['cat', 'dog', 'rocket'])
     """
-    key = _cache_key(model, pretrained, device, precision, compile, backend)
+    key = _cache_key(model, pretrained, device, precision, compile, classes, templates,
+                     backend)
     inferencer = _LAST_INFERENCER.get(key) if key is not None else None
     if inferencer is None:
         inferencer = ImageClassificationInferencer(model, pretrained, device, precision, compile,
-                                                   backend=backend)
+                                                   classes, templates, backend=backend)
         _LAST_INFERENCER.clear()  # keep at most one model alive
         if key is not None:
             _LAST_INFERENCER[key] = inferencer

@@ -11,19 +11,24 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmclip.checkpoint import load_checkpoint
-from mmclip.registry import MODELS
+from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
+from mmclip.checkpoint.convert_open_clip import TEXT_TOWER_PREFIX
 from mmclip.datasets import imagenet_categories
+from mmclip.models.classifiers import ZeroShotClassifier
+from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts
+from mmclip.registry import MODELS
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ModelSpec = Union[str, os.PathLike, Config]
 Pretrained = Union[bool, str, os.PathLike, None]
+Prompts = Union[str, Sequence[str], None]
+ZERO_SHOT_TYPE = 'ZeroShotClassifier'
 
 
 @dataclass(frozen=True)
@@ -153,10 +158,60 @@ def _class_names(checkpoint, num_classes: Optional[int]) -> Optional[Tuple[str, 
     return imagenet_categories() if num_classes == 1000 else None
 
 
+def is_zero_shot(model: Union[ModelSpec, nn.Module]) -> bool:
+    """Whether ``model`` (built, or a zoo name / config) is a CLIP zero-shot classifier."""
+    if isinstance(model, nn.Module):
+        return isinstance(model, ZeroShotClassifier)
+    return _resolve_config(model)[0].model.get('type') == ZERO_SHOT_TYPE
+
+
+def _prompt_overrides(cfg: Config, model: ModelSpec, classes: Prompts,
+                      templates: Prompts) -> dict:
+    """Validated ``head`` overrides for ``classes=`` / ``templates=`` (none if both None)."""
+    if classes is None and templates is None:
+        return {}
+    if cfg.model.get('type') != ZERO_SHOT_TYPE:
+        raise ZeroShotError(f'classes= / templates= need a zero-shot model (image and text '
+                         f'towers); {model!r} is a vision-only classifier. Zero-shot models: '
+                         f'{list_models("*zeroshot*")}.')
+    head = cfg.model.head
+    classes, templates = resolve_prompts(head.classes if classes is None else classes,
+                                         head.templates if templates is None else templates)
+    return dict(head=dict(classes=list(classes), templates=list(templates)))
+
+
+def with_prompts(model: ZeroShotClassifier, classes: Prompts = None,
+                 templates: Prompts = None) -> ZeroShotClassifier:
+    """A copy of a built zero-shot ``model`` classifying into ``classes`` with
+    ``templates`` (None: the model's own); ``model`` itself is not changed."""
+    net = copy.deepcopy(model)
+    overrides = _prompt_overrides(net.cfg, 'the model', classes, templates)
+    net.cfg.model = _merged(net.cfg.model, overrides)
+    net.set_classes(overrides['head']['classes'], overrides['head']['templates'])
+    net.dataset_meta = dict(classes=net.classes)
+    return net
+
+
+def _load_weights(net: nn.Module, sources: Tuple[str, ...], model: ModelSpec,
+                  mirrors: Optional[Mapping[str, str]]):
+    """Load ``sources`` strictly into ``net``; returns the checkpoint as stored."""
+    checkpoint, name = read_source(sources, mirrors=mirrors)
+    state_dict = extract_state_dict(checkpoint, name)
+    if not hasattr(net, 'text_backbone') and any(
+            k.startswith(TEXT_TOWER_PREFIX) for k in state_dict):
+        raise ZeroShotError(f'{name} is a CLIP checkpoint with a text tower (open_clip format); '
+                         f'{model!r} is a vision-only classifier. Load it into a zero-shot '
+                         f'model: {list_models("*zeroshot*")}.')
+    load_state_dict_into(net, state_dict, name)
+    return checkpoint
+
+
 def get_model(model: ModelSpec,
               pretrained: Pretrained = False,
               device: Optional[str] = None,
               mirrors: Optional[Mapping[str, str]] = None,
+              classes: Prompts = None,
+              templates: Prompts = None,
               **overrides) -> nn.Module:
     """Build a model from the zoo, a config file or a Config, optionally with weights.
 
@@ -169,25 +224,41 @@ def get_model(model: ModelSpec,
         device: where to put the model (default: stays on the CPU).
         mirrors: URL prefix -> mirror prefix or local folder, merged over the
             ``MMCLIP_MIRRORS`` environment variable.
+        classes: zero-shot models only: the class names to classify into (default: the
+            config's, the 1000 ImageNet names); ``'imagenet'`` names that list.
+        templates: zero-shot models only: prompt templates, each with one ``{}`` for the
+            class name (default: the config's, OpenAI's 80 ImageNet templates, also
+            named ``'openai_imagenet'``).
         **overrides: merged into the config's ``model`` dict, e.g.
             ``head=dict(num_classes=10)``.
 
     Returns:
         The model in eval mode, with ``model.cfg`` (the full config it was built from)
-        and ``model.dataset_meta`` (``classes``: class names or None).
+        and ``model.dataset_meta`` (``classes``: class names or None). A zero-shot model
+        with weights has its head built (or read from the cache) already.
+
+    Raises:
+        ValueError: ``classes`` / ``templates`` for a vision-only model, an empty class
+            list, a template without ``{}``, or a checkpoint with a text tower for a
+            vision-only model.
     """
     cfg, info = _resolve_config(model)
     sources = _weight_sources(pretrained, info, model)
     cfg.model = _merged(cfg.model, overrides)
+    cfg.model = _merged(cfg.model, _prompt_overrides(cfg, model, classes, templates))
     # As mmengine's Runner does: the top-level data_preprocessor is the model's.
     if cfg.get('data_preprocessor') is not None:
         cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     with DefaultScope.overwrite_default_scope('mmclip'):
         net = MODELS.build(cfg.model)
-    checkpoint = load_checkpoint(net, sources, mirrors=mirrors) if sources else {}
+    checkpoint = _load_weights(net, sources, model, mirrors) if sources else {}
     num_classes = cfg.model.get('head', {}).get('num_classes')
     net.cfg = cfg
     net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes))
     if device is not None:
         net.to(device)
+    if is_zero_shot(net):
+        net.dataset_meta = dict(classes=net.classes)
+        if sources:
+            net.build_head()
     return net.eval()

@@ -7,7 +7,9 @@ without executing pickled code (``safe_load.py``). Formats are recognised by the
 
 - mmclip / mmpretrain: ``backbone.*`` / ``head.*``, bare or under ``state_dict``
   (a ``module.`` prefix from DistributedDataParallel is dropped);
-- timm: ``blocks.*`` / ``patch_embed.proj.*``, renamed with ``convert.TIMM_TO_MMCLIP``.
+- timm: ``blocks.*`` / ``patch_embed.proj.*``, renamed with ``convert.TIMM_TO_MMCLIP``;
+- open_clip (both CLIP towers): ``visual.*`` / ``token_embedding.*``, renamed with
+  ``convert_open_clip.OPEN_CLIP_TO_MMCLIP``.
 
 ``load_checkpoint`` then checks every key and shape against the model. The one
 documented exception: a position embedding laid out for another input size is resampled
@@ -27,6 +29,7 @@ from torch import nn
 from mmclip.models.utils.embed import resize_pos_embed
 from .convert import convert_timm_state_dict, is_timm_state_dict
 from .download import CheckpointDownloadError, Fetched, fetch_url, is_url, verify_local_file
+from .convert_open_clip import convert_open_clip_state_dict, is_open_clip_state_dict
 from .safe_load import MapLocation, read_checkpoint_file
 
 Sources = Union[str, Sequence[str]]
@@ -94,12 +97,14 @@ def load_source(sources: Sources,
                 progress: bool = True) -> Any:
     """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict),
     memory-mapped: its tensors are copied into a model, not kept."""
-    return _load_fetched(sources, map_location, mirrors, progress)[0]
+    return read_source(sources, map_location, mirrors, progress)[0]
 
 
-def _load_fetched(sources: Sources, map_location: MapLocation,
-                  mirrors: Optional[Mapping[str, str]], progress: bool) -> Tuple[Any, str]:
-    """The checkpoint as stored (memory-mapped), and the name of the source it came from."""
+def read_source(sources: Sources, map_location: MapLocation = 'cpu',
+                mirrors: Optional[Mapping[str, str]] = None,
+                progress: bool = True) -> Tuple[Any, str]:
+    """The checkpoint as stored (memory-mapped), and the name of the source it was read
+    from (for messages: the URL, mirror or path actually used)."""
     fetched = fetch_checkpoint(sources, mirrors, progress)
     return read_checkpoint_file(fetched.path, map_location, mmap=True), fetched.describe()
 
@@ -135,8 +140,11 @@ def unwrap_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, to
 
 
 def state_dict_format(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """'timm' (``blocks.*``, ``patch_embed.proj.*``) or 'mmclip' (also mmpretrain's keys)."""
-    return 'timm' if is_timm_state_dict(state_dict) else 'mmclip'
+    """'timm' (``blocks.*``, ``patch_embed.proj.*``), 'open_clip' (``visual.*``,
+    ``transformer.*``, ``token_embedding.*``) or 'mmclip' (also mmpretrain's keys)."""
+    if is_timm_state_dict(state_dict):
+        return 'timm'
+    return 'open_clip' if is_open_clip_state_dict(state_dict) else 'mmclip'
 
 
 def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
@@ -149,9 +157,11 @@ def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, t
             no row for; the message starts with ``name``.
     """
     state_dict = unwrap_state_dict(checkpoint, name)
-    if state_dict_format(state_dict) == 'timm':
+    convert = {'timm': convert_timm_state_dict,
+               'open_clip': convert_open_clip_state_dict}.get(state_dict_format(state_dict))
+    if convert is not None:
         try:
-            return convert_timm_state_dict(state_dict)
+            return convert(state_dict)
         except (KeyError, ValueError) as err:
             raise CheckpointFormatError(f'{name}: {err.args[0]}') from None
     return state_dict
@@ -182,7 +192,7 @@ def load_state_dict_from_source(sources: Sources,
                                 mirrors: Optional[Mapping[str, str]] = None,
                                 progress: bool = True) -> Dict[str, torch.Tensor]:
     """Fetch, read and rename a checkpoint: mmclip keys -> tensors (no model check)."""
-    checkpoint, name = _load_fetched(sources, map_location, mirrors, progress)
+    checkpoint, name = read_source(sources, map_location, mirrors, progress)
     return extract_state_dict(checkpoint, name)
 
 
@@ -265,7 +275,7 @@ def load_checkpoint(model: nn.Module,
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_checkpoint`` and ``read_checkpoint_file``.
     """
-    checkpoint, name = _load_fetched(source, map_location, mirrors, progress)
+    checkpoint, name = read_source(source, map_location, mirrors, progress)
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
                          logger=logger, allow_nonfinite=allow_nonfinite)
     return checkpoint

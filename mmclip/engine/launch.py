@@ -35,7 +35,6 @@ from mmclip.checkpoint import (CheckpointDownloadError, CheckpointFormatError,
                                UnsafeCheckpointError)
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
-from mmclip.deployment import MissingExtraError
 from mmclip.utils import PRECISIONS, amp_precision, check_precision
 
 DEFAULT_DIST_TIMEOUT_S = 1800
@@ -45,12 +44,12 @@ LOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 # Errors whose message already says what is wrong, where and what to do (an unreadable
 # image, a dataset layout, a checkpoint, an argument or file checked with ValueError /
-# FileNotFoundError as the API does): the tools show them as they are, without a
-# traceback through mmengine and the DataLoader.
+# FileNotFoundError as the API does, a missing optional package named with its pip
+# command): the tools show them as they are, without a traceback through mmengine and the
+# DataLoader.
 USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, CheckpointReadError,
-               CheckpointFormatError, StateDictMismatchError, UnsafeCheckpointError,
-               MissingExtraError, ValueError, FileNotFoundError, IsADirectoryError,
-               NotADirectoryError)
+               CheckpointFormatError, StateDictMismatchError, UnsafeCheckpointError, ValueError,
+               FileNotFoundError, IsADirectoryError, NotADirectoryError, ImportError)
 
 
 class HelpFormatter(argparse.HelpFormatter):

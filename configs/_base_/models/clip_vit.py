@@ -1,5 +1,5 @@
-# A CLIP image tower + linear head, as the published ImageNet-1k fine-tunes, and the data
-# preprocessor they share. A model config sets the geometry: backbone arch ('b', 'l', 'h'),
+# A CLIP image tower + linear head, as the published ImageNet-1k fine-tunes (their data
+# preprocessor, with CLIP's mean / std, is in imagenet_eval.py). A model config sets the geometry: backbone arch ('b', 'l', 'h'),
 # patch_size and img_size (the checkpoint's resolution), and the head's in_channels (the
 # arch's width).
 # CLIP towers: pre-norm (LayerNorm after the position embedding), so the patch conv has
@@ -18,13 +18,4 @@ model = dict(
         type='VisionTransformerClsHead',
         num_classes=1000,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-)
-
-# OpenAI CLIP mean / std (not ImageNet's) times 255, RGB; images arrive as uint8 BGR and
-# are normalised on the device.
-data_preprocessor = dict(
-    num_classes=1000,
-    mean=[0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255],
-    std=[0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255],
-    to_rgb=True,
 )

@@ -14,9 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from torch import nn
 
-from mmclip.checkpoint.loader import (extract_state_dict, fetch_checkpoint,
-                                     load_state_dict_into)
-from mmclip.checkpoint.safe_load import read_checkpoint_file
+from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
 from mmclip.registry import HOOKS
 
 HEAD_PREFIX = 'head.'
@@ -41,9 +39,8 @@ def load_pretrained(model: nn.Module,
         StateDictMismatchError: a mismatch outside the head (or any, without
             ``drop_mismatched_head``), listing them all.
     """
-    fetched = fetch_checkpoint(source, mirrors)
-    name = fetched.describe()
-    state_dict = extract_state_dict(read_checkpoint_file(fetched.path), name)
+    checkpoint, name = read_source(source, mirrors=mirrors)
+    state_dict = extract_state_dict(checkpoint, name)
     dropped = load_state_dict_into(model, state_dict, name, strict=True, logger=logger,
                                    drop_prefixes=(HEAD_PREFIX, ) if drop_mismatched_head else ())
     if dropped:

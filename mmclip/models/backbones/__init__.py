@@ -1,3 +1,4 @@
+from .text_transformer import CLIPTextTransformer
 from .vision_transformer import VisionTransformer
 
-__all__ = ['VisionTransformer']
+__all__ = ['CLIPTextTransformer', 'VisionTransformer']

@@ -26,8 +26,9 @@ class VisionTransformer(BaseModule):
 
     Config keys:
         arch: a preset name from ``arch_zoo`` ('b' / 'base': width 768, 12 layers,
-            12 heads, MLP 3072), or a dict with ``embed_dims``, ``num_layers``,
-            ``num_heads`` and ``feedforward_channels``.
+            12 heads, MLP 3072; 'l' / 'large': 1024, 24 layers, 16 heads, MLP 4096), or
+            a dict with ``embed_dims``, ``num_layers``, ``num_heads`` and
+            ``feedforward_channels``.
         img_size: the square input size the position embedding is laid out for (224, 384,
             448). Other input sizes work: the embedding is resampled on the fly.
         patch_size: P (16 or 32).
@@ -45,6 +46,8 @@ class VisionTransformer(BaseModule):
             is the number of layers): no grad, and kept in eval mode by ``train()``.
         pre_norm: LayerNorm right after adding the position embedding (CLIP: True).
             The patch convolution then has no bias, as in CLIP.
+        act_cfg: the FFN activation: ``dict(type='GELU')`` (erf; the fine-tuned and LAION
+            weights) or ``dict(type='QuickGELU')`` (OpenAI's original CLIP towers).
         init_cfg: mmengine init config.
 
     ``forward`` returns a tuple with one tensor per ``out_indices`` entry.
@@ -83,6 +86,7 @@ class VisionTransformer(BaseModule):
                  with_cls_token: bool = True,
                  frozen_stages: int = -1,
                  pre_norm: bool = False,
+                 act_cfg: dict = dict(type='GELU'),
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._resolve_arch(arch)
@@ -122,7 +126,8 @@ class VisionTransformer(BaseModule):
                 drop_rate=drop_rate,
                 drop_path_rate=dpr[i],
                 layer_norm_eps=eps,
-                qkv_bias=qkv_bias) for i in range(self.num_layers)
+                qkv_bias=qkv_bias,
+                act_cfg=act_cfg) for i in range(self.num_layers)
         ])
         self.ln1 = nn.LayerNorm(C, eps=eps) if final_norm else nn.Identity()
 

@@ -1,3 +1,4 @@
 from .image_classifier import ImageClassifier
+from .zero_shot_classifier import ZeroShotClassifier
 
-__all__ = ['ImageClassifier']
+__all__ = ['ImageClassifier', 'ZeroShotClassifier']

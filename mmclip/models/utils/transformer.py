@@ -28,6 +28,26 @@ class DropPath(nn.Module):
         return f'drop_prob={self.drop_prob}'
 
 
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: the activation OpenAI's CLIP towers were trained with
+    (erf GELU in its place shifts their embeddings; LAION's towers use erf GELU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {'GELU': nn.GELU, 'QuickGELU': QuickGELU}
+
+
+def build_activation(act_cfg: dict) -> nn.Module:
+    """``dict(type='GELU')`` or ``dict(type='QuickGELU')`` -> the module."""
+    act_type = dict(act_cfg).get('type')
+    if act_type not in ACTIVATIONS or len(act_cfg) != 1:
+        raise ValueError(f'act_cfg must be dict(type=<one of {sorted(ACTIVATIONS)}>); '
+                         f'got {act_cfg!r}.')
+    return ACTIVATIONS[act_type]()
+
+
 class MultiheadAttention(nn.Module):
     """Self-attention over tokens [B, N, C] through ``F.scaled_dot_product_attention``.
 
@@ -37,6 +57,7 @@ class MultiheadAttention(nn.Module):
         attn_drop: dropout on attention weights (training only).
         proj_drop: dropout after the output projection.
         qkv_bias: bias in the fused qkv Linear (CLIP: True).
+        causal: token i attends to tokens 0..i only (CLIP's text tower).
     """
 
     def __init__(self,
@@ -44,8 +65,10 @@ class MultiheadAttention(nn.Module):
                  num_heads: int,
                  attn_drop: float = 0.0,
                  proj_drop: float = 0.0,
-                 qkv_bias: bool = True) -> None:
+                 qkv_bias: bool = True,
+                 causal: bool = False) -> None:
         super().__init__()
+        self.causal = causal
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
                              f'num_heads ({num_heads}).')
@@ -81,23 +104,27 @@ class MultiheadAttention(nn.Module):
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q [B, heads, M, D], k / v [B, heads, N, D] -> projected output [B, M, heads * D]."""
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, is_causal=self.causal)
         B, _, M, _ = q.shape
         x = x.transpose(1, 2).reshape(B, M, -1)
         return self.proj_drop(self.proj(x))
 
 
 class FFN(nn.Module):
-    """Linear -> GELU (erf, not CLIP's QuickGELU: the fine-tuned weights use erf) -> Linear.
+    """Linear -> activation -> Linear.
 
+    The activation is erf GELU by default (the fine-tuned weights use it) or
+    ``act_cfg=dict(type='QuickGELU')`` (OpenAI's original CLIP towers).
     ``layers.0`` = (fc1, act, dropout), ``layers.1`` = fc2, ``layers.2`` = dropout, which
     gives the published keys ``ffn.layers.0.0.*`` and ``ffn.layers.1.*``.
     """
 
-    def __init__(self, embed_dims: int, feedforward_channels: int, drop: float = 0.0) -> None:
+    def __init__(self, embed_dims: int, feedforward_channels: int, drop: float = 0.0,
+                 act_cfg: dict = dict(type='GELU')) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Sequential(nn.Linear(embed_dims, feedforward_channels), nn.GELU(), nn.Dropout(drop)),
+            nn.Sequential(nn.Linear(embed_dims, feedforward_channels), build_activation(act_cfg),
+                          nn.Dropout(drop)),
             nn.Linear(feedforward_channels, embed_dims),
             nn.Dropout(drop),
         )
@@ -118,6 +145,8 @@ class TransformerEncoderLayer(nn.Module):
         drop_path_rate: stochastic-depth probability of both residual branches.
         layer_norm_eps: LayerNorm eps (CLIP: 1e-5; a ViT default of 1e-6 changes logits).
         qkv_bias: bias in the qkv projection.
+        act_cfg: the FFN activation, ``dict(type='GELU')`` or ``dict(type='QuickGELU')``.
+        causal: causal self-attention (CLIP's text tower).
     """
 
     def __init__(self,
@@ -128,12 +157,15 @@ class TransformerEncoderLayer(nn.Module):
                  attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0,
                  layer_norm_eps: float = 1e-5,
-                 qkv_bias: bool = True) -> None:
+                 qkv_bias: bool = True,
+                 act_cfg: dict = dict(type='GELU'),
+                 causal: bool = False) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(embed_dims, eps=layer_norm_eps)
-        self.attn = MultiheadAttention(embed_dims, num_heads, attn_drop_rate, drop_rate, qkv_bias)
+        self.attn = MultiheadAttention(embed_dims, num_heads, attn_drop_rate, drop_rate, qkv_bias,
+                                       causal)
         self.ln2 = nn.LayerNorm(embed_dims, eps=layer_norm_eps)
-        self.ffn = FFN(embed_dims, feedforward_channels, drop_rate)
+        self.ffn = FFN(embed_dims, feedforward_channels, drop_rate, act_cfg)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,114 @@
+"""The one table between open_clip's CLIP state dicts and mmclip's ``ZeroShotClassifier``.
+
+open_clip files (``open_clip_pytorch_model.bin`` / ``open_clip_model.safetensors`` on the
+Hugging Face hub) hold both towers: ``visual.*`` (image), ``transformer.*``,
+``token_embedding``, ``positional_embedding``, ``ln_final``, ``text_projection`` (text)
+and ``logit_scale``. Conversion is strict: every source key must have a row, and every
+tensor the rank (and, where the layout changes, the shape) the row expects, else a
+``KeyError`` / ``ValueError`` lists the offenders; the loader then checks every shape
+against the model.
+"""
+import re
+from typing import Callable, Dict, Mapping, Optional, Tuple
+
+import torch
+
+_BLOCK = (  # open_clip ResidualAttentionBlock -> mmclip TransformerEncoderLayer
+    (r'ln_1\.(weight|bias)', r'ln1.\1'),
+    (r'attn\.in_proj_(weight|bias)', r'attn.qkv.\1'),
+    (r'attn\.out_proj\.(weight|bias)', r'attn.proj.\1'),
+    (r'ln_2\.(weight|bias)', r'ln2.\1'),
+    (r'mlp\.c_fc\.(weight|bias)', r'ffn.layers.0.0.\1'),
+    (r'mlp\.c_proj\.(weight|bias)', r'ffn.layers.1.\1'),
+)
+
+
+def _blocks(src_prefix: str, dst_prefix: str) -> tuple:
+    """The ``_BLOCK`` rows for every block under ``src_prefix`` (block index: group 1).
+    Their layout is unchanged; the loader checks their shapes against the model."""
+    rows = []
+    for src, dst in _BLOCK:
+        rows.append((src_prefix + r'\.(\d+)\.' + src,
+                     dst_prefix + r'.\1.' + dst.replace(r'\1', r'\2'), None, _same))
+    return tuple(rows)
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _token(x: torch.Tensor) -> torch.Tensor:
+    """[C] -> [1, 1, C] (the class token)."""
+    return x.reshape(1, 1, -1)
+
+
+def _batch(x: torch.Tensor) -> torch.Tensor:
+    """[N, C] -> [1, N, C] (the image position embedding)."""
+    return x.unsqueeze(0)
+
+
+# (open_clip regex, mmclip template, source rank, layout change).
+OPEN_CLIP_TO_MMCLIP: Tuple[Tuple[str, str, Optional[int], Callable], ...] = (
+    (r'visual\.class_embedding', 'backbone.cls_token', 1, _token),
+    (r'visual\.positional_embedding', 'backbone.pos_embed', 2, _batch),
+    (r'visual\.conv1\.weight', 'backbone.patch_embed.projection.weight', 4, _same),
+    (r'visual\.ln_pre\.(weight|bias)', r'backbone.pre_norm.\1', 1, _same),
+    *_blocks(r'visual\.transformer\.resblocks', 'backbone.layers'),
+    (r'visual\.ln_post\.(weight|bias)', r'backbone.ln1.\1', 1, _same),
+    (r'visual\.proj', 'head.proj', 2, _same),
+    (r'logit_scale', 'head.logit_scale', 0, _same),
+    (r'token_embedding\.weight', 'text_backbone.token_embedding.weight', 2, _same),
+    (r'positional_embedding', 'text_backbone.pos_embed', 2, _same),
+    *_blocks(r'transformer\.resblocks', 'text_backbone.layers'),
+    (r'ln_final\.(weight|bias)', r'text_backbone.ln_final.\1', 1, _same),
+    (r'text_projection', 'text_backbone.projection', 2, _same),
+)
+_COMPILED = tuple((re.compile(src + r'$'), dst, rank, fn)
+                  for src, dst, rank, fn in OPEN_CLIP_TO_MMCLIP)
+TEXT_TOWER_PREFIX = 'text_backbone.'
+
+
+def is_open_clip_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """open_clip CLIP checkpoints have ``visual.conv1.weight`` and ``token_embedding``."""
+    return 'visual.conv1.weight' in state_dict and 'token_embedding.weight' in state_dict
+
+
+def convert_open_clip_state_dict(
+        state_dict: Mapping[str, torch.Tensor],
+        expected_shapes: Optional[Mapping[str, Tuple[int, ...]]] = None
+) -> Dict[str, torch.Tensor]:
+    """Rename (and re-lay-out) an open_clip CLIP state dict to mmclip keys.
+
+    Args:
+        state_dict: open_clip keys -> tensors.
+        expected_shapes: if given, mmclip key -> shape of the target model; every
+            converted tensor must match it.
+
+    Raises:
+        KeyError: listing open_clip keys with no row in ``OPEN_CLIP_TO_MMCLIP``.
+        ValueError: listing tensors of an unexpected rank or shape.
+    """
+    converted, unknown, bad = {}, [], []
+    for key, value in state_dict.items():
+        for pattern, template, rank, layout in _COMPILED:
+            if pattern.match(key):
+                break
+        else:
+            unknown.append(key)
+            continue
+        if rank is not None and value.ndim != rank:
+            bad.append(f'{key}: {value.ndim}-d {tuple(value.shape)}, expected {rank}-d')
+            continue
+        new_key = pattern.sub(template, key)
+        converted[new_key] = layout(value)
+        if expected_shapes is not None and new_key in expected_shapes and (
+                tuple(converted[new_key].shape) != tuple(expected_shapes[new_key])):
+            bad.append(f'{key} -> {new_key}: checkpoint {tuple(converted[new_key].shape)} vs '
+                       f'model {tuple(expected_shapes[new_key])}')
+    if unknown:
+        raise KeyError(f'{len(unknown)} open_clip key(s) have no mmclip name (not a CLIP ViT '
+                       f'checkpoint?): {sorted(unknown)[:20]}')
+    if bad:
+        raise ValueError('open_clip -> mmclip conversion: unexpected tensor shapes:\n  ' +
+                         '\n  '.join(bad))
+    return converted

@@ -1,0 +1,87 @@
+"""CLIP zero-shot classification as an ordinary mmclip classifier."""
+from typing import List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from mmclip.registry import MODELS
+from mmclip.structures import DataSample
+from ..utils.tokenizer import tokenize
+from ..utils.zero_shot import cached_class_embeddings, resolve_prompts
+from .image_classifier import ImageClassifier
+
+
+@MODELS.register_module()
+class ZeroShotClassifier(ImageClassifier):
+    """Image tower -> normalised embedding -> logits against class-name prompts.
+
+    Config keys:
+        backbone: the image tower (``VisionTransformer``, ``out_type='cls_token'``).
+        text_backbone: the text tower (``CLIPTextTransformer``).
+        head: ``ZeroShotClsHead`` (image projection, logit scale, classes, templates).
+        data_preprocessor / init_cfg: as for ``ImageClassifier``.
+
+    The head's class embeddings are built from the text tower and the prompts before the
+    first forward after the weights or the classes change (from the cache when they were
+    built before, see ``mmclip.models.utils.zero_shot``), so ``tools/test.py`` and the
+    inferencer use it as any classifier. ``encode_image`` / ``encode_text`` give the
+    L2-normalised embeddings for retrieval.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 text_backbone: dict,
+                 head: dict,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(backbone, head, data_preprocessor, init_cfg)
+        self.text_backbone = MODELS.build(text_backbone)
+        self._head_ready = False
+        self.register_load_state_dict_post_hook(ZeroShotClassifier._weights_changed)
+
+    @staticmethod
+    def _weights_changed(module: 'ZeroShotClassifier', incompatible_keys) -> None:
+        module._head_ready = False
+
+    @property
+    def classes(self) -> tuple:
+        return self.head.classes
+
+    def set_classes(self, classes: Union[str, Sequence[str]],
+                    templates: Union[str, Sequence[str], None] = None) -> None:
+        """Classify into ``classes`` (templates: the head's current ones if None)."""
+        classes, templates = resolve_prompts(
+            classes, self.head.templates if templates is None else templates)
+        self.head.classes, self.head.templates = classes, templates
+        self.head.num_classes = len(classes)
+        self._head_ready = False
+
+    @torch.no_grad()
+    def build_head(self) -> None:
+        """Fill the head's class embeddings [K, D] from the prompts (fp32, no autocast)."""
+        device = self.head.proj.device
+        with torch.autocast(device.type, enabled=False):
+            emb = cached_class_embeddings(self.text_backbone, self.head.classes,
+                                          self.head.templates)
+        self.head.class_embeddings = emb.to(device=device, dtype=self.head.proj.dtype)
+        self._head_ready = True
+
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
+                mode: str = 'tensor'):
+        if not self._head_ready:
+            self.build_head()
+        return super().forward(inputs, data_samples, mode)
+
+    def encode_image(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Normalised images [B, 3, H, W] (after the data preprocessor) -> embeddings
+        [B, D], L2-normalised (open_clip's ``encode_image(normalize=True)``)."""
+        return self.head.pre_logits(self.extract_feat(inputs))
+
+    def encode_text(self, texts: Union[Sequence[str], torch.Tensor]) -> torch.Tensor:
+        """Texts, or token ids [N, 77] -> embeddings [N, D], L2-normalised (open_clip's
+        ``encode_text(normalize=True)``)."""
+        tokens = texts if isinstance(texts, torch.Tensor) else tokenize(texts)
+        device = self.head.proj.device
+        return F.normalize(self.text_backbone(tokens.to(device)), dim=-1)

@@ -1,0 +1,170 @@
+"""Class embeddings of a zero-shot head from prompts, built once per machine.
+
+A class's embedding is the L2-normalised mean over the prompt templates of the
+L2-normalised text embeddings of ``template.format(class_name)``, as in OpenAI's CLIP
+notebook and open_clip's ``build_zero_shot_classifier``. The ImageNet head is 1000
+classes x 80 templates = 80,000 prompts, so:
+
+- prompts are sorted by token length and run in batches, each cut to its longest prompt
+  (exact under the causal mask, see ``CLIPTextTransformer``);
+- the result is cached in ``<torch hub dir>/mmclip/zeroshot_heads/<key>.safetensors``,
+  the key a SHA-256 of the text tower's weights, the class names and the templates.
+  Files are written atomically (temporary file, then rename) and read with safetensors
+  (no pickle); one that does not hold a finite [K, D] tensor is rebuilt.
+"""
+import hashlib
+import json
+import logging
+import os
+import os.path as osp
+import tempfile
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
+from torch import nn
+
+from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
+from .tokenizer import tokenize
+
+CLASS_LISTS = {'imagenet': IMAGENET_CLIP_CLASSNAMES}
+TEMPLATE_LISTS = {'openai_imagenet': OPENAI_IMAGENET_TEMPLATES}
+BATCH_SIZE = 256  # prompts per text-tower forward
+_CACHE_VERSION = 'mmclip-zeroshot-head-v1'
+
+
+class ZeroShotError(ValueError):
+    """Bad zero-shot input: classes, templates, or a text-tower checkpoint for a
+    vision-only model. The message says what was expected."""
+
+
+def _resolve(value, presets: dict, what: str) -> Tuple[str, ...]:
+    if isinstance(value, str):
+        if value not in presets:
+            raise ZeroShotError(f'{what} must be a list of strings or one of {sorted(presets)}; '
+                             f'got the string {value!r} (for a list, pass ["...", "..."]).')
+        return tuple(presets[value])
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ZeroShotError(f'{what} must be a non-empty list of strings; got {value!r}.')
+    bad = [v for v in value if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise ZeroShotError(f'{what} must be non-empty strings; got {bad[:5]}.')
+    return tuple(value)
+
+
+def resolve_prompts(classes, templates) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """Validated (class names, templates); presets: classes 'imagenet', templates
+    'openai_imagenet'. Each template must hold one ``{}`` for the class name."""
+    classes = _resolve(classes, CLASS_LISTS, 'classes')
+    templates = _resolve(templates, TEMPLATE_LISTS, 'templates')
+    for template in templates:
+        try:
+            ok = template.format('\0').count('\0') == 1
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise ZeroShotError(f'Template {template!r} must hold exactly one {{}} for the class '
+                             f'name, e.g. "a photo of a {{}}.".')
+    return classes, templates
+
+
+@torch.no_grad()
+def encode_texts(text_tower: nn.Module, texts: Sequence[str],
+                 batch_size: int = BATCH_SIZE, progress: bool = False) -> torch.Tensor:
+    """Texts -> L2-normalised embeddings [N, D], in input order.
+
+    Texts are sorted by token count so that each batch is cut to nearly its own length.
+    """
+    device = next(text_tower.parameters()).device
+    tokens = tokenize(texts)
+    order = (tokens.argmax(dim=-1)).argsort(stable=True)
+    out = None
+    bar = ProgressBar(len(texts)) if progress and len(texts) > batch_size else None
+    for start in range(0, len(texts), batch_size):
+        index = order[start:start + batch_size]
+        emb = F.normalize(text_tower(tokens[index].to(device)).float(), dim=-1)
+        if out is None:
+            out = emb.new_empty(len(texts), emb.shape[1])
+        out[index.to(device)] = emb
+        if bar is not None:
+            bar.update(len(index))
+    if bar is not None:
+        bar.file.write('\n')
+    return out
+
+
+def build_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
+                           templates: Sequence[str], progress: bool = False) -> torch.Tensor:
+    """The zero-shot head's class embeddings, float32 [K, D], rows L2-normalised."""
+    texts = [template.format(name) for name in classes for template in templates]
+    emb = encode_texts(text_tower, texts, progress=progress)
+    return F.normalize(emb.reshape(len(classes), len(templates), -1).mean(dim=1), dim=-1)
+
+
+def cache_key(text_tower: nn.Module, classes: Sequence[str], templates: Sequence[str]) -> str:
+    """SHA-256 of the text tower's tensors (names, dtypes, shapes, bytes) and the prompts."""
+    digest = hashlib.sha256(_CACHE_VERSION.encode())
+    for name, tensor in sorted(text_tower.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f'{name}|{tensor.dtype}|{tuple(tensor.shape)}'.encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    digest.update(json.dumps([list(classes), list(templates)]).encode())
+    return digest.hexdigest()
+
+
+def cache_path(key: str) -> str:
+    return osp.join(torch.hub.get_dir(), 'mmclip', 'zeroshot_heads', f'{key}.safetensors')
+
+
+def _read_cached(path: str, num_classes: int) -> torch.Tensor:
+    """The cached [K, D] tensor, or None (with a warning) when the file is unusable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        emb = load_file(path).get('class_embeddings')
+    except (SafetensorError, OSError, ValueError) as err:
+        emb, why = None, str(err)
+    else:
+        why = 'it does not hold a finite float32 [K, D] tensor "class_embeddings"'
+    if (emb is not None and emb.dtype == torch.float32 and emb.ndim == 2
+            and emb.shape[0] == num_classes and bool(emb.isfinite().all())):
+        return emb
+    print_log(f'Ignoring the zero-shot head cache {path} ({why}); building it again.',
+              logger='current', level=logging.WARNING)
+    return None
+
+
+def _write_atomically(path: str, emb: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.safetensors', dir=osp.dirname(path))
+    os.close(fd)
+    try:
+        save_file({'class_embeddings': emb.detach().cpu().contiguous()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cached_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
+                            templates: Sequence[str]) -> torch.Tensor:
+    """``build_class_embeddings``, read from the cache when it was built before."""
+    path = cache_path(cache_key(text_tower, classes, templates))
+    device = next(text_tower.parameters()).device
+    if osp.isfile(path):
+        emb = _read_cached(path, len(classes))
+        if emb is not None:
+            return emb.to(device)
+    num = len(classes) * len(templates)
+    print_log(f'Building the zero-shot head: {len(classes)} classes x {len(templates)} '
+              f'templates = {num} prompts (cached in {path}).', logger='current')
+    emb = build_class_embeddings(text_tower, classes, templates, progress=True)
+    try:
+        _write_atomically(path, emb)
+    except OSError as err:  # a read-only cache costs time, not correctness
+        print_log(f'Could not cache the zero-shot head in {path}: {err}', logger='current',
+                  level=logging.WARNING)
+    return emb
