@@ -318,6 +318,11 @@ def load_state_dict_into(model: nn.Module,
         for item in found:
             (dropped if prefixes and item.startswith(prefixes) else kind).append(item)
     missing, unexpected, shapes = kept
+    # Keys the model fills itself when a checkpoint lacks them or has them for another
+    # shape (a zero-shot head built for other classes).
+    optional = set(getattr(model, 'optional_state_keys', ()))
+    missing = [k for k in missing if k not in optional]
+    shapes = [item for item in shapes if item.split(':')[0] not in optional]
     if strict and (missing or unexpected or shapes):
         raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))
     if missing or unexpected or shapes:
