@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 import mmclip
 from mmclip.apis import ImageClassificationInferencer, get_model_info, inference_model
 from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
+from mmclip.models.classifiers import zero_shot_classifier
 from mmclip.models.utils import zero_shot
 from mmclip.models.utils.tokenizer import tokenize
 from mmclip.models.utils.zero_shot import ZeroShotError, build_class_embeddings
@@ -237,6 +238,35 @@ def test_head_is_cached_and_reused(b32, cache_home, monkeypatch, caplog):
         again.text_backbone.ln_final.bias.add_(1)
     keys.add(zero_shot.cache_key(again.text_backbone, CLASSES, TEMPLATES))
     assert len(keys) == 3
+
+
+def test_built_head_is_saved_and_loaded_as_an_ordinary_checkpoint(b32, tmp_path,
+                                                                  monkeypatch):
+    oc, path, model = b32
+    saved = tmp_path / 'zero_shot_head.pth'
+    torch.save(model.state_dict(), saved)
+    assert 'head.class_embeddings' in torch.load(saved, weights_only=True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('the saved head should have been used')
+
+    monkeypatch.setattr(zero_shot_classifier, 'cached_class_embeddings', refuse)
+    loaded = mmclip.get_model(B32, pretrained=str(saved), classes=CLASSES,
+                              templates=TEMPLATES)
+    assert torch.equal(loaded.head.class_embeddings, model.head.class_embeddings)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    monkeypatch.undo()
+    # A head saved for other prompts never stands in for these: it is rebuilt.
+    fewer = mmclip.get_model(B32, pretrained=str(saved), classes=CLASSES[:3],
+                             templates=TEMPLATES)
+    torch.testing.assert_close(fewer.head.class_embeddings, model.head.class_embeddings[:3],
+                               atol=1e-6, rtol=0)
+    swapped = mmclip.get_model(B32, pretrained=str(saved), classes=CLASSES[::-1],
+                               templates=TEMPLATES)
+    torch.testing.assert_close(swapped.head.class_embeddings,
+                               model.head.class_embeddings.flip(0), atol=1e-6, rtol=0)
 
 
 def test_new_classes_from_python_and_the_demo(b32, images_dir, capsys, monkeypatch):

@@ -259,6 +259,6 @@ def get_model(model: ModelSpec,
         net.to(device)
     if is_zero_shot(net):
         net.dataset_meta = dict(classes=net.classes)
-        if sources:
+        if sources and not net.head_built:
             net.build_head()
     return net.eval()

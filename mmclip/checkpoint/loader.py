@@ -311,6 +311,9 @@ def load_state_dict_into(model: nn.Module,
     check_weight_values(state_dict, model_state, name, allow_nonfinite)
     expected = {k: v.shape for k, v in model_state.items()}
     prefixes = tuple(drop_prefixes)
+    # Keys the model fills itself when a checkpoint lacks them or has them for another
+    # shape (a zero-shot head built for other classes).
+    optional = set(getattr(model, 'optional_state_keys', ()))
 
     def sort_out() -> Tuple[Tuple[List[str], ...], List[str]]:
         kept: Tuple[List[str], ...] = ([], [], [])
@@ -318,7 +321,10 @@ def load_state_dict_into(model: nn.Module,
         for found, kind in zip(_mismatches(state_dict, expected), kept):
             for item in found:
                 (dropped if prefixes and item.startswith(prefixes) else kind).append(item)
-        return kept, dropped
+        missing, unexpected, shapes = kept
+        missing = [k for k in missing if k not in optional]
+        shapes = [item for item in shapes if item.split(':')[0] not in optional]
+        return (missing, unexpected, shapes), dropped
 
     # The real cause first: a checkpoint of another architecture (patch size, width,
     # depth) is reported as that, before any position-embedding resampling is tried.

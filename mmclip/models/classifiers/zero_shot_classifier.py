@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 from ..utils.tokenizer import tokenize
-from ..utils.zero_shot import cached_class_embeddings, resolve_prompts
+from ..utils.zero_shot import cached_class_embeddings, prompt_digest, resolve_prompts
 from .image_classifier import ImageClassifier
 
 
@@ -24,9 +24,15 @@ class ZeroShotClassifier(ImageClassifier):
     The head's class embeddings are built from the text tower and the prompts before the
     first forward after the weights or the classes change (from the cache when they were
     built before, see ``mmclip.models.utils.zero_shot``), so ``tools/test.py`` and the
-    inferencer use it as any classifier. ``encode_image`` / ``encode_text`` give the
+    inferencer use it as any classifier. They are saved with the model, with the digest of
+    the prompts they were built from: a checkpoint that holds a head built for the
+    model's classes and templates loads it as it is; without one (an open_clip file), or
+    with one for other prompts, the head is built (``optional_state_keys``). ``encode_image`` / ``encode_text`` give the
     L2-normalised embeddings for retrieval.
     """
+
+    # Keys a checkpoint may lack: the model fills them itself (see the loader).
+    optional_state_keys = ('head.class_embeddings', 'head.prompt_digest')
 
     def __init__(self,
                  backbone: dict,
@@ -41,7 +47,19 @@ class ZeroShotClassifier(ImageClassifier):
 
     @staticmethod
     def _weights_changed(module: 'ZeroShotClassifier', incompatible_keys) -> None:
-        module._head_ready = False
+        # A loaded head belongs to the loaded towers, and counts if it was built for this
+        # model's prompts; otherwise it is rebuilt before the next forward.
+        head = module.head
+        expected = prompt_digest(head.classes, head.templates)
+        module._head_ready = (
+            not set(module.optional_state_keys) & set(incompatible_keys.missing_keys)
+            and torch.equal(head.prompt_digest.cpu(), expected))
+        head.prompt_digest = expected.to(head.prompt_digest.device)
+
+    @property
+    def head_built(self) -> bool:
+        """Whether the class embeddings fit the current weights and prompts."""
+        return self._head_ready
 
     @property
     def classes(self) -> tuple:
@@ -54,6 +72,7 @@ class ZeroShotClassifier(ImageClassifier):
             classes, self.head.templates if templates is None else templates)
         self.head.classes, self.head.templates = classes, templates
         self.head.num_classes = len(classes)
+        self.head.prompt_digest = prompt_digest(classes, templates).to(self.head.proj.device)
         self._head_ready = False
 
     @torch.no_grad()

@@ -8,7 +8,7 @@ from torch import nn
 
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
-from ..utils.zero_shot import resolve_prompts
+from ..utils.zero_shot import prompt_digest, resolve_prompts
 from .vision_transformer_head import predictions_from_logits
 
 Prompts = Union[str, Sequence[str]]
@@ -25,9 +25,12 @@ class ZeroShotClsHead(BaseModule):
         templates: prompt templates with one ``{}``, or ``'openai_imagenet'`` (OpenAI's 80).
         init_cfg: mmengine init config.
 
-    Keys: ``proj`` [C, D] (open_clip's ``visual.proj``) and ``logit_scale`` [] (the CLIP
-    model's; logits are scaled by its exp). ``class_embeddings`` [K, D] is not saved: the
-    ``ZeroShotClassifier`` builds it from its text tower and the prompts (cached).
+    Keys: ``proj`` [C, D] (open_clip's ``visual.proj``), ``logit_scale`` [] (the CLIP
+    model's; logits are scaled by its exp), ``class_embeddings`` [K, D], the built head, and
+    ``prompt_digest`` [32] (uint8, what it was built from: ``zero_shot.prompt_digest``).
+    The built head is saved with the model; the ``ZeroShotClassifier`` builds it from its
+    text tower and the prompts (cached) when a checkpoint has none (an open_clip file) or
+    one for other prompts.
     Input: the backbone's tuple of features, the last [B, C]; ``forward`` -> logits [B, K].
     """
 
@@ -43,8 +46,8 @@ class ZeroShotClsHead(BaseModule):
         # open_clip's initialisation (random towers; real ones are loaded).
         self.proj = nn.Parameter(torch.randn(in_channels, out_channels) * in_channels**-0.5)
         self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
-        self.register_buffer('class_embeddings', torch.zeros(self.num_classes, out_channels),
-                             persistent=False)
+        self.register_buffer('class_embeddings', torch.zeros(self.num_classes, out_channels))
+        self.register_buffer('prompt_digest', prompt_digest(self.classes, self.templates))
 
     def pre_logits(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The L2-normalised image embedding [B, D]."""

@@ -114,6 +114,13 @@ def cache_key(text_tower: nn.Module, classes: Sequence[str], templates: Sequence
     return digest.hexdigest()
 
 
+def prompt_digest(classes: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """SHA-256 of the prompts as a uint8 tensor [32]: saved beside a built head, so that a
+    head is only ever loaded for the classes and templates it was built from."""
+    digest = hashlib.sha256(json.dumps([list(classes), list(templates)]).encode()).digest()
+    return torch.frombuffer(bytearray(digest), dtype=torch.uint8)
+
+
 def cache_path(key: str) -> str:
     return osp.join(torch.hub.get_dir(), 'mmclip', 'zeroshot_heads', f'{key}.safetensors')
 
