@@ -71,29 +71,36 @@ TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=
 SEED_CONFIG = Path(__file__).resolve().parents[1] / 'configs/clip/vit-base-p32_pt-64xb64_in1k.py'
 
 
+def write_tiny_config(folder: Path, img_size: int = 64, patch_size: int = 16,
+                      num_classes: int = 1000) -> Path:
+    """Write a config inheriting the ViT-B/32 seed config with a 2-layer, 64-wide CLIP ViT
+    and a test pipeline at ``img_size`` (short-edge bicubic resize + center crop) into
+    ``folder``; return its path."""
+    path = folder / f'tiny_{img_size}_{patch_size}_{num_classes}.py'
+    path.write_text(
+        f"_base_ = {str(SEED_CONFIG)!r}\n"
+        f"model = dict(\n"
+        f"    backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}),\n"
+        f"                  img_size={img_size}, patch_size={patch_size}),\n"
+        f"    head=dict(in_channels={TINY_ARCH['embed_dims']}, num_classes={num_classes}))\n"
+        f"data_preprocessor = dict(num_classes={num_classes})\n"
+        f"test_pipeline = [\n"
+        f"    dict(type='LoadImageFromFile'),\n"
+        f"    dict(type='ResizeEdge', scale={img_size}, edge='short', backend='pillow',\n"
+        f"         interpolation='bicubic'),\n"
+        f"    dict(type='CenterCrop', crop_size={img_size}),\n"
+        f"    dict(type='PackInputs'),\n"
+        f"]\n"
+        f"test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    return path
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
-    """Factory: ``tiny_config(img_size=64, patch_size=16, num_classes=1000)`` writes a config
-    inheriting the ViT-B/32 seed config with a 2-layer, 64-wide CLIP ViT and a test pipeline
-    at ``img_size`` (short-edge bicubic resize + center crop), and returns its path."""
+    """Factory: ``tiny_config(img_size=64, patch_size=16, num_classes=1000)``, see
+    ``write_tiny_config``."""
 
     def make(img_size: int = 64, patch_size: int = 16, num_classes: int = 1000) -> Path:
-        path = tmp_path / f'tiny_{img_size}_{patch_size}_{num_classes}.py'
-        path.write_text(
-            f"_base_ = {str(SEED_CONFIG)!r}\n"
-            f"model = dict(\n"
-            f"    backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}),\n"
-            f"                  img_size={img_size}, patch_size={patch_size}),\n"
-            f"    head=dict(in_channels={TINY_ARCH['embed_dims']}, num_classes={num_classes}))\n"
-            f"data_preprocessor = dict(num_classes={num_classes})\n"
-            f"test_pipeline = [\n"
-            f"    dict(type='LoadImageFromFile'),\n"
-            f"    dict(type='ResizeEdge', scale={img_size}, edge='short', backend='pillow',\n"
-            f"         interpolation='bicubic'),\n"
-            f"    dict(type='CenterCrop', crop_size={img_size}),\n"
-            f"    dict(type='PackInputs'),\n"
-            f"]\n"
-            f"test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
-        return path
+        return write_tiny_config(tmp_path, img_size, patch_size, num_classes)
 
     return make

@@ -64,20 +64,9 @@ def test_vit_b32_export_matches_pytorch_on_the_photos(images_dir, tmp_path):
 def tiny(tmp_path_factory, images_dir):
     """(config, checkpoint, onnx, model): a tiny 10-class model whose head spreads the
     photos over several classes, saved as a checkpoint and exported with the CLI."""
-    from conftest import SEED_CONFIG, TINY_ARCH
+    from conftest import write_tiny_config
     root = tmp_path_factory.mktemp('tiny')
-    config = root / 'tiny.py'
-    config.write_text(
-        f"_base_ = {str(SEED_CONFIG)!r}\n"
-        f"model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}),\n"
-        f"                           img_size=64, patch_size=16),\n"
-        f"             head=dict(in_channels={TINY_ARCH['embed_dims']}, num_classes=10))\n"
-        f"data_preprocessor = dict(num_classes=10)\n"
-        f"test_pipeline = [dict(type='LoadImageFromFile'),\n"
-        f"    dict(type='ResizeEdge', scale=64, edge='short', backend='pillow',\n"
-        f"         interpolation='bicubic'),\n"
-        f"    dict(type='CenterCrop', crop_size=64), dict(type='PackInputs')]\n"
-        f"test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    config = write_tiny_config(root, num_classes=10)
     torch.manual_seed(0)
     model = get_model(str(config))
     with torch.no_grad():

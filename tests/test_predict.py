@@ -15,7 +15,7 @@ import torch
 from mmclip import get_model
 from mmclip.apis.batch_prediction import collect_inputs
 from mmclip.apis.inference import ImageClassificationInferencer
-from conftest import SEED_CONFIG, TINY_ARCH
+from conftest import write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT = ROOT / 'tools' / 'predict.py'
@@ -34,17 +34,7 @@ def setup(tmp_path_factory, images_dir):
     (folder / 'empty.jpg').write_bytes(b'')
     (folder / 'part0' / 'notes.png').write_text('not an image')
     (folder / 'readme.txt').write_text('skipped: not an image suffix')
-    config = tmp_path / 'tiny.py'
-    config.write_text(
-        f"_base_ = {str(SEED_CONFIG)!r}\n"
-        f"model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}),\n"
-        f"                           img_size=64, patch_size=16),\n"
-        f"             head=dict(in_channels={TINY_ARCH['embed_dims']}))\n"
-        f"test_pipeline = [dict(type='LoadImageFromFile'),\n"
-        f"    dict(type='ResizeEdge', scale=64, edge='short', backend='pillow',\n"
-        f"         interpolation='bicubic'),\n"
-        f"    dict(type='CenterCrop', crop_size=64), dict(type='PackInputs')]\n"
-        f"test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    config = write_tiny_config(tmp_path)
     torch.manual_seed(0)
     model = get_model(str(config))
     with torch.no_grad():

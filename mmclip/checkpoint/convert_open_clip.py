@@ -74,19 +74,13 @@ def is_open_clip_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 
 def convert_open_clip_state_dict(
-        state_dict: Mapping[str, torch.Tensor],
-        expected_shapes: Optional[Mapping[str, Tuple[int, ...]]] = None
-) -> Dict[str, torch.Tensor]:
-    """Rename (and re-lay-out) an open_clip CLIP state dict to mmclip keys.
-
-    Args:
-        state_dict: open_clip keys -> tensors.
-        expected_shapes: if given, mmclip key -> shape of the target model; every
-            converted tensor must match it.
+        state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Rename (and re-lay-out) an open_clip CLIP state dict (open_clip keys -> tensors) to
+    mmclip keys, consuming every key; shapes are checked against the model by the loader.
 
     Raises:
         KeyError: listing open_clip keys with no row in ``OPEN_CLIP_TO_MMCLIP``.
-        ValueError: listing tensors of an unexpected rank or shape.
+        ValueError: listing tensors of an unexpected rank.
     """
     converted, unknown, bad = {}, [], []
     for key, value in state_dict.items():
@@ -99,12 +93,7 @@ def convert_open_clip_state_dict(
         if rank is not None and value.ndim != rank:
             bad.append(f'{key}: {value.ndim}-d {tuple(value.shape)}, expected {rank}-d')
             continue
-        new_key = pattern.sub(template, key)
-        converted[new_key] = layout(value)
-        if expected_shapes is not None and new_key in expected_shapes and (
-                tuple(converted[new_key].shape) != tuple(expected_shapes[new_key])):
-            bad.append(f'{key} -> {new_key}: checkpoint {tuple(converted[new_key].shape)} vs '
-                       f'model {tuple(expected_shapes[new_key])}')
+        converted[pattern.sub(template, key)] = layout(value)
     if unknown:
         raise KeyError(f'{len(unknown)} open_clip key(s) have no mmclip name (not a CLIP ViT '
                        f'checkpoint?): {sorted(unknown)[:20]}')
