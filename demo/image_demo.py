@@ -1,7 +1,8 @@
 """Classify images and print the top-k classes of each.
 
     python demo/image_demo.py demo/cat.jpg vit-base-p32_clip-laion2b-in12k-pre_3rdparty_in1k
-    python demo/image_demo.py demo/cat.jpg demo/rocket.jpg vit-base-p16_clip-openai-pre_3rdparty_in1k
+    python demo/image_demo.py demo/cat.jpg demo/rocket.jpg \
+        vit-base-p16_clip-openai-pre_3rdparty_in1k
     python demo/image_demo.py demo/cat.jpg configs/clip/vit-base-p16_pt-64xb64_in1k.py \
         --pretrained work_dirs/epoch_10.pth --device cuda --topk 5
     python demo/image_demo.py demo/cat.jpg clip_vit-base-p16_openai_zeroshot-cls_in1k \
@@ -18,9 +19,15 @@ import numpy as np
 
 from mmclip import ImageClassificationInferencer
 from mmclip.datasets.transforms import read_rgb
-from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
-                                  chosen_precision, debug_requested, default_device,
-                                  exit_code_of)
+from mmclip.engine.launch import (
+    HelpFormatter,
+    add_debug_option,
+    add_precision_options,
+    chosen_precision,
+    debug_requested,
+    default_device,
+    exit_code_of,
+)
 from mmclip.models.utils.zero_shot import ZeroShotError
 
 

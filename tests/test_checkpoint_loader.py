@@ -19,10 +19,19 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+
 from mmclip import get_model
-from mmclip.checkpoint import (CheckpointDownloadError, CheckpointReadError, HashMismatchError,
-                               StateDictMismatchError, UnsafeCheckpointError, cache_dir,
-                               download_checkpoint, load_checkpoint, read_checkpoint_file)
+from mmclip.checkpoint import (
+    CheckpointDownloadError,
+    CheckpointReadError,
+    HashMismatchError,
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+    cache_dir,
+    download_checkpoint,
+    load_checkpoint,
+    read_checkpoint_file,
+)
 from mmclip.engine import MMClipRunner
 from mmclip.models.utils import resize_pos_embed
 from mmclip.registry import MODELS

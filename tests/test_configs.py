@@ -11,10 +11,10 @@ from typing import List
 
 import pytest
 import torch
+from large_models import large_models
 from mmengine.config import Config
 from torch import nn
 
-from large_models import large_models
 from mmclip.models.utils.transformer import QuickGELU
 from mmclip.registry import MODELS
 

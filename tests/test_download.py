@@ -19,11 +19,16 @@ from typing import Callable, List
 
 import pytest
 import torch
-
-from mmclip.checkpoint import CheckpointDownloadError, HashMismatchError, download_checkpoint, load_checkpoint
-from mmclip.checkpoint.loader import load_source
-from mmclip.checkpoint import download
 from conftest import LocalServer
+
+from mmclip.checkpoint import (
+    CheckpointDownloadError,
+    HashMismatchError,
+    download,
+    download_checkpoint,
+    load_checkpoint,
+)
+from mmclip.checkpoint.loader import load_source
 
 
 def checkpoint_bytes(value: float) -> bytes:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.analysis import FlopAnalyzer
-
 from large_models import large_models
-from mmclip.apis import get_model_info
+from mmengine.analysis import FlopAnalyzer
 from test_get_flops import run_get_flops
+
+from mmclip.apis import get_model_info
 
 timm = pytest.importorskip('timm')
 ROOT = Path(__file__).resolve().parents[1]

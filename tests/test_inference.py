@@ -15,7 +15,8 @@ from PIL import Image
 from torchvision import transforms as T
 
 from mmclip import ImageClassificationInferencer, get_model, inference_model
-from mmclip.apis import imagenet_categories, inference as inference_module
+from mmclip.apis import imagenet_categories
+from mmclip.apis import inference as inference_module
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper as mmengine_build_optim_wrapper
-from mmengine.registry import DefaultScope
 from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+from mmengine.registry import DefaultScope
 
 import mmclip.engine  # noqa: F401  (registers the constructor)
 from mmclip.registry import MODELS

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from large_models import large_models
 from mmengine.config import Config
 
 import mmclip
-from large_models import large_models
 from mmclip.apis import get_model_info, imagenet_categories, model_index_path
 from mmclip.registry import MODELS
 

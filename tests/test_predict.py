@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_tiny_config
 
 from mmclip import get_model
 from mmclip.apis.batch_prediction import collect_inputs
 from mmclip.apis.inference import ImageClassificationInferencer
-from conftest import write_tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT = ROOT / 'tools' / 'predict.py'

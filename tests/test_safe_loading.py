@@ -16,8 +16,7 @@ from mmengine.logging import HistoryBuffer
 from torch._tensor import _rebuild_from_type_v2
 
 from mmclip import get_model
-from mmclip.checkpoint import (CheckpointFormatError, UnsafeCheckpointError,
-                               read_checkpoint_file)
+from mmclip.checkpoint import CheckpointFormatError, UnsafeCheckpointError, read_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(backbone=dict(arch=dict(embed_dims=64, num_layers=2, num_heads=2,

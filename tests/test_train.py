@@ -9,8 +9,8 @@ import importlib.util
 import os
 import os.path as osp
 import re
-import socket
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -463,6 +463,7 @@ def test_amp_is_bf16_autocast_in_train_and_test_on_cpu(data_root, tmp_path):
 
     # The training forward pass really runs in bf16 (and fp32 without --amp).
     from mmengine.optim import OptimWrapper
+
     from mmclip.engine import BF16AutocastOptimWrapper
     batch = fixed_batch(data_root, size=4)
     for wrapper_type, dtype in ((OptimWrapper, torch.float32),

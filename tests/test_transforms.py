@@ -5,16 +5,23 @@ import numpy as np
 import pytest
 import timm
 import torch
+from large_models import large_models
 from mmcv.transforms import Compose
 from mmengine.config import Config
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 from torchvision import transforms as T
 
-from large_models import large_models
-from mmclip.datasets.transforms import (CenterCrop, CropPctResize, ImageReadError,
-                                        LoadImageFromFile, PackInputs, RandomFlip,
-                                        RandomResizedCrop, ResizeEdge)
+from mmclip.datasets.transforms import (
+    CenterCrop,
+    CropPctResize,
+    ImageReadError,
+    LoadImageFromFile,
+    PackInputs,
+    RandomFlip,
+    RandomResizedCrop,
+    ResizeEdge,
+)
 from mmclip.registry import MODELS, TRANSFORMS
 
 ROOT = Path(__file__).resolve().parents[1]

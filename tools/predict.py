@@ -25,8 +25,7 @@ from mmengine.utils import ProgressBar
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.apis.batch_prediction import (collect_inputs, output_format,
-                                          predict_files)
+from mmclip.apis.batch_prediction import collect_inputs, output_format, predict_files
 from mmclip.apis.inference import ImageClassificationInferencer
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.utils import PRECISIONS, autocast_context, check_precision

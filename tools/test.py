@@ -24,7 +24,6 @@ import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
@@ -32,10 +31,20 @@ from mmengine.model import is_model_wrapper
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
 from mmclip.checkpoint import load_checkpoint
 from mmclip.engine import MMClipRunner, QuietRunner
-from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
-                                  apply_common_args, chosen_precision, configure_distributed,
-                                  debug_requested, default_device, exit_code_of,
-                                  init_cpu_process_group, load_config, set_data_root)
+from mmclip.engine.launch import (
+    HelpFormatter,
+    add_debug_option,
+    add_precision_options,
+    apply_common_args,
+    chosen_precision,
+    configure_distributed,
+    debug_requested,
+    default_device,
+    exit_code_of,
+    init_cpu_process_group,
+    load_config,
+    set_data_root,
+)
 from mmclip.evaluation import check_out_file
 from mmclip.utils import maybe_compile
 

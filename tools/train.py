@@ -27,10 +27,20 @@ from mmengine.runner import Runner
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
 from mmclip.checkpoint.download import is_url
 from mmclip.engine import MMClipRunner, QuietRunner
-from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
-                                  apply_common_args, chosen_precision, configure_distributed,
-                                  debug_requested, default_device, exit_code_of,
-                                  init_cpu_process_group, load_config, set_data_root)
+from mmclip.engine.launch import (
+    HelpFormatter,
+    add_debug_option,
+    add_precision_options,
+    apply_common_args,
+    chosen_precision,
+    configure_distributed,
+    debug_requested,
+    default_device,
+    exit_code_of,
+    init_cpu_process_group,
+    load_config,
+    set_data_root,
+)
 from mmclip.registry import RUNNERS
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')

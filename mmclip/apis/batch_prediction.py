@@ -209,9 +209,10 @@ def predict_files(model: torch.nn.Module,
 
     ``model`` takes its ``data_preprocessor``'s output and returns logits [B, K];
     ``pipeline`` turns ``dict(img_path=...)`` into ``dict(inputs=uint8 [3, H, W])``.
-    ``autocast`` is a context-manager factory (precision); ``progress_bar(total)``
-    builds an object whose ``update(n)`` is called after each batch. With ``world_size > 1``, rank ``r`` classifies the
-    images ``i % world_size == r`` into ``out.part<r>``; after ``barrier()`` rank 0 merges.
+    ``autocast`` is a context-manager factory (precision); ``progress_bar(total)`` builds an
+    object whose ``update(n)`` is called after each batch. With ``world_size > 1``, rank
+    ``r`` classifies the images ``i % world_size == r`` into ``out.part<r>``; after
+    ``barrier()`` rank 0 merges.
     """
     fmt = output_format(out)
     target = PredictionFile(out, fmt, topk)

@@ -21,6 +21,7 @@ from mmclip.datasets.transforms import pil_to_rgb
 from mmclip.models.utils.zero_shot import ZeroShotError
 from mmclip.registry import INFERENCERS, TRANSFORMS
 from mmclip.utils import autocast_context, check_precision, maybe_compile
+
 from .model_zoo import ModelSpec, Pretrained, Prompts, get_model, is_zero_shot, with_prompts
 
 ImageType = Union[str, os.PathLike, np.ndarray, Image.Image]

@@ -17,8 +17,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
 from mmclip.checkpoint.convert_open_clip import TEXT_TOWER_PREFIX
+from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
 from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
 from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts

@@ -27,9 +27,10 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from mmclip.models.utils.embed import resize_pos_embed
+
 from .convert import convert_timm_state_dict, is_timm_state_dict
-from .download import CheckpointDownloadError, Fetched, fetch_url, is_url, verify_local_file
 from .convert_open_clip import convert_open_clip_state_dict, is_open_clip_state_dict
+from .download import CheckpointDownloadError, Fetched, fetch_url, is_url, verify_local_file
 from .safe_load import MapLocation, read_checkpoint_file
 
 Sources = Union[str, Sequence[str]]

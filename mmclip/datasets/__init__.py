@@ -4,5 +4,6 @@ from .imagenet import ImageNet
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
-    'imagenet_categories', 'IMG_EXTENSIONS', 'CustomDataset', 'DatasetLayoutError', 'read_class_names', 'ImageNet'
+    'imagenet_categories', 'IMG_EXTENSIONS', 'CustomDataset', 'DatasetLayoutError',
+    'read_class_names', 'ImageNet'
 ]

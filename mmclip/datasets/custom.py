@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 
 from mmclip.registry import DATASETS
 
+
 class DatasetLayoutError(ValueError):
     """The files under ``data_root`` do not form a layout the dataset reads; the message
     names the file, line or folder and the layout that was expected."""

@@ -4,6 +4,7 @@ import re
 from typing import List, Optional, Sequence
 
 from mmclip.registry import DATASETS
+
 from .categories import imagenet_categories
 from .custom import CustomDataset, DatasetLayoutError
 

@@ -4,8 +4,13 @@ Importing this package needs neither; they are imported when first used, and a m
 raises ``MissingExtraError`` with the pip command that installs it.
 """
 from .onnx_export import UINT8_RGB_INPUT, NormalizedClassifier, export_onnx, verify_onnx
-from .onnxruntime_classifier import (MissingExtraError, OnnxRuntimeClassifier, require,
-                                     build_onnxruntime_classifier, onnx_metadata)
+from .onnxruntime_classifier import (
+                                     MissingExtraError,
+                                     OnnxRuntimeClassifier,
+                                     build_onnxruntime_classifier,
+                                     onnx_metadata,
+                                     require,
+)
 
 __all__ = [
     'UINT8_RGB_INPUT', 'NormalizedClassifier', 'export_onnx', 'verify_onnx', 'MissingExtraError',

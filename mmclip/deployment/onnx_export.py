@@ -86,6 +86,7 @@ def verify_onnx(model: nn.Module, onnx_file: Union[str, Path], images: list,
     from mmengine.dataset import pseudo_collate
 
     from mmclip.apis.inference import ImageClassificationInferencer
+
     from .onnxruntime_classifier import build_onnxruntime_classifier
     pipeline, _ = ImageClassificationInferencer._build_pipelines(model.cfg)
     batch = pseudo_collate([pipeline(dict(img_path=str(path))) for path in images])

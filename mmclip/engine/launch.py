@@ -30,9 +30,13 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
 from mmclip.apis.model_zoo import ModelInfo, get_model_info
-from mmclip.checkpoint import (CheckpointDownloadError, CheckpointFormatError,
-                               CheckpointReadError, StateDictMismatchError,
-                               UnsafeCheckpointError)
+from mmclip.checkpoint import (
+    CheckpointDownloadError,
+    CheckpointFormatError,
+    CheckpointReadError,
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+)
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
 from mmclip.utils import PRECISIONS, amp_precision, check_precision

@@ -55,8 +55,9 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
         if isinstance(inputs, (list, tuple)):
             shapes = {tuple(x.shape) for x in inputs}
             if len(shapes) != 1:
-                raise ValueError(f'All images of a batch must have one shape; got {sorted(shapes)}. '
-                                 'Add a crop or resize to the same size to the pipeline.')
+                raise ValueError(f'All images of a batch must have one shape; got '
+                                 f'{sorted(shapes)}. Add a crop or resize to the same size '
+                                 'to the pipeline.')
             inputs = torch.stack(list(inputs))
         inputs = inputs.to(self.device, non_blocking=True)
         if self.to_rgb and inputs.shape[1] == 3:

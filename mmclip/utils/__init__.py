@@ -1,4 +1,3 @@
-from .precision import (PRECISIONS, amp_precision, autocast_context, check_precision,
-                        maybe_compile)
+from .precision import PRECISIONS, amp_precision, autocast_context, check_precision, maybe_compile
 
 __all__ = ['PRECISIONS', 'amp_precision', 'autocast_context', 'check_precision', 'maybe_compile']

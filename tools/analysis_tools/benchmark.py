@@ -54,9 +54,16 @@ import mmclip  # noqa: F401
 from mmclip.apis import get_model
 from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
-from mmclip.engine.launch import (HelpFormatter, add_debug_option, add_precision_options,
-                                  check_cfg_options, debug_requested, default_device,
-                                  exit_code_of, load_config)
+from mmclip.engine.launch import (
+    HelpFormatter,
+    add_debug_option,
+    add_precision_options,
+    check_cfg_options,
+    debug_requested,
+    default_device,
+    exit_code_of,
+    load_config,
+)
 from mmclip.registry import TRANSFORMS
 from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
 

@@ -14,8 +14,14 @@ from mmengine.analysis import get_model_complexity_info
 from mmengine.config import DictAction
 
 from mmclip import get_model
-from mmclip.engine.launch import (HelpFormatter, add_debug_option, check_cfg_options,
-                                  debug_requested, exit_code_of, load_config)
+from mmclip.engine.launch import (
+    HelpFormatter,
+    add_debug_option,
+    check_cfg_options,
+    debug_requested,
+    exit_code_of,
+    load_config,
+)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

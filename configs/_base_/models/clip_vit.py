@@ -1,7 +1,7 @@
 # A CLIP image tower + linear head, as the published ImageNet-1k fine-tunes (their data
-# preprocessor, with CLIP's mean / std, is in imagenet_eval.py). A model config sets the geometry: backbone arch ('b', 'l', 'h'),
-# patch_size and img_size (the checkpoint's resolution), and the head's in_channels (the
-# arch's width).
+# preprocessor, with CLIP's mean / std, is in imagenet_eval.py). A model config sets the
+# geometry: backbone arch ('b', 'l', 'h'), patch_size and img_size (the checkpoint's
+# resolution), and the head's in_channels (the arch's width).
 # CLIP towers: pre-norm (LayerNorm after the position embedding), so the patch conv has
 # no bias; LayerNorm eps 1e-5; GELU (erf); class-token pooling; Linear(width, 1000).
 model = dict(

@@ -11,6 +11,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from mmclip.registry import METRICS
+
 from .accuracy import GATHER_WITHOUT_SHARED_FS
 
 OUT_FORMATS = ('.json', '.pkl')

@@ -18,6 +18,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmclip.registry import MODELS
+
 from ..utils.transformer import TransformerEncoderLayer
 
 

@@ -14,6 +14,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmclip.registry import MODELS
+
 from ..utils.embed import PatchEmbed, resize_pos_embed
 from ..utils.transformer import TransformerEncoderLayer
 
@@ -140,7 +141,8 @@ class VisionTransformer(BaseModule):
         if isinstance(arch, str):
             if arch.lower() not in self.arch_zoo:
                 raise ValueError(f'Unknown arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_zoo)} or pass a dict with keys {sorted(keys)}.')
+                                 f'{sorted(self.arch_zoo)} or pass a dict with keys '
+                                 f'{sorted(keys)}.')
             return dict(self.arch_zoo[arch.lower()])
         if not isinstance(arch, dict) or set(arch) != keys:
             raise ValueError(f'A custom arch must be a dict with exactly the keys {sorted(keys)}; '

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
+
 from ..utils.tokenizer import tokenize
 from ..utils.zero_shot import cached_class_embeddings, prompt_digest, resolve_prompts
 from .image_classifier import ImageClassifier
@@ -25,10 +26,10 @@ class ZeroShotClassifier(ImageClassifier):
     first forward after the weights or the classes change (from the cache when they were
     built before, see ``mmclip.models.utils.zero_shot``), so ``tools/test.py`` and the
     inferencer use it as any classifier. They are saved with the model, with the digest of
-    the prompts they were built from: a checkpoint that holds a head built for the
-    model's classes and templates loads it as it is; without one (an open_clip file), or
-    with one for other prompts, the head is built (``optional_state_keys``). ``encode_image`` / ``encode_text`` give the
-    L2-normalised embeddings for retrieval.
+    the prompts they were built from: a checkpoint that holds a head built for the model's
+    classes and templates loads it as it is; without one (an open_clip file), or with one
+    for other prompts, the head is built (``optional_state_keys``). ``encode_image`` /
+    ``encode_text`` give the L2-normalised embeddings for retrieval.
     """
 
     # Keys a checkpoint may lack: the model fills them itself (see the loader).

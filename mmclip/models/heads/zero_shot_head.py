@@ -8,6 +8,7 @@ from torch import nn
 
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
+
 from ..utils.zero_shot import prompt_digest, resolve_prompts
 from .vision_transformer_head import predictions_from_logits
 

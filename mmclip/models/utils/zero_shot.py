@@ -27,6 +27,7 @@ from mmengine.utils import ProgressBar
 from torch import nn
 
 from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
+
 from .tokenizer import tokenize
 
 CLASS_LISTS = {'imagenet': IMAGENET_CLIP_CLASSNAMES}
