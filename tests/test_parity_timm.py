@@ -29,9 +29,8 @@ def test_logits_and_features_match_timm(timm_name, config):
     torch.manual_seed(0)
     reference = timm.create_model(timm_name, pretrained=False).eval()
     model = MODELS.build(Config.fromfile(CONFIGS / config).model).eval()
-    shapes = {k: v.shape for k, v in model.state_dict().items()}
-    state = convert_timm_state_dict(reference.state_dict(), shapes)
-    model.load_state_dict(state, strict=True)
+    # strict: every key of both sides consumed, every shape equal (torch checks shapes).
+    model.load_state_dict(convert_timm_state_dict(reference.state_dict()), strict=True)
 
     size = reference.pretrained_cfg['input_size'][-1]
     assert model.backbone.img_size == size
