@@ -178,3 +178,20 @@ def test_compile_with_bf16_matches_fp32():
     assert bf16.dtype == torch.bfloat16
     assert (bf16.float() - fp32).abs().max().item() <= BF16_TOL
     assert torch.equal(bf16.argmax(1), fp32.argmax(1))
+
+
+@pytest.mark.parametrize('native', [True, False, None])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(native, monkeypatch):
+    from mmengine.logging import MMLogger
+
+    from mmclip.utils import precision
+    monkeypatch.setattr(precision, 'cpu_has_native_bf16', lambda: native)
+    precision._warn_emulated_bf16.cache_clear()
+    messages = []
+    logger = MMLogger.get_current_instance()
+    monkeypatch.setattr(logger, 'warning', messages.append)
+    monkeypatch.setattr(logger, 'log', lambda level, msg, *a, **k: messages.append(msg))
+    precision.check_precision('bf16', 'cpu')
+    precision.check_precision('fp32', 'cpu')
+    warned = [m for m in messages if 'no bf16 instructions' in m]
+    assert len(warned) == (1 if native is False else 0)

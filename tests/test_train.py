@@ -457,8 +457,10 @@ def test_amp_is_bf16_autocast_in_train_and_test_on_cpu(data_root, tmp_path):
     run_train([path, '--amp', '--work-dir', str(tmp_path / 'train')])
     assert 'device cpu, precision bf16' in read_log(tmp_path / 'train')
     test_tool = _load_tool('test')
+    # Its own experiment name: one name is one logger (and log file) in this process.
     assert test_tool.main([path, str(tmp_path / 'train' / 'iter_2.pth'), '--amp',
-                           '--work-dir', str(tmp_path / 'test')]) == 0
+                           '--work-dir', str(tmp_path / 'test'),
+                           '--cfg-options', 'experiment_name=amp_test']) == 0
     assert 'device cpu, precision bf16' in read_log(tmp_path / 'test')
 
     # The training forward pass really runs in bf16 (and fp32 without --amp).
