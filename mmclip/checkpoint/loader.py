@@ -150,12 +150,13 @@ def state_dict_format(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
     """The one place that decides a loaded checkpoint's format and converts it: the
-    mmclip-keyed state dict (``unwrap_state_dict``, then timm keys renamed through
-    ``convert.TIMM_TO_MMCLIP``; mmclip / mmpretrain keys kept).
+    mmclip-keyed state dict (``unwrap_state_dict``, then timm or open_clip keys renamed
+    through their table, ``convert.TIMM_TO_MMCLIP`` / ``convert_open_clip.OPEN_CLIP_TO_MMCLIP``;
+    mmclip / mmpretrain keys kept).
 
     Raises:
-        CheckpointFormatError: no state dict of tensors inside, or timm keys the table has
-            no row for; the message starts with ``name``.
+        CheckpointFormatError: no state dict of tensors inside, or timm / open_clip keys
+            their table has no row for; the message starts with ``name``.
     """
     state_dict = unwrap_state_dict(checkpoint, name)
     convert = {'timm': convert_timm_state_dict,

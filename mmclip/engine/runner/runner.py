@@ -17,7 +17,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmclip.checkpoint.loader import extract_state_dict, load_source, load_state_dict_into
+from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
 from mmclip.checkpoint.safe_load import to_plain_data
 from mmclip.registry import HOOKS, RUNNERS
 
@@ -54,10 +54,10 @@ class MMClipRunner(Runner):
         ``revise_keys`` is accepted for mmengine's signature; the ``module.`` prefix it
         removes by default is always dropped (``extract_state_dict``).
         """
-        checkpoint = load_source(filename, map_location)
+        checkpoint, name = read_source(filename, map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        load_state_dict_into(model, extract_state_dict(checkpoint, filename), filename,
+        load_state_dict_into(model, extract_state_dict(checkpoint, name), name,
                              strict=strict, logger=self.logger)
         self._has_loaded = True
         return checkpoint

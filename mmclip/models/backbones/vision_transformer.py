@@ -27,7 +27,8 @@ class VisionTransformer(BaseModule):
 
     Config keys:
         arch: a preset name from ``arch_zoo`` ('b' / 'base': width 768, 12 layers,
-            12 heads, MLP 3072; 'l' / 'large': 1024, 24 layers, 16 heads, MLP 4096), or
+            12 heads, MLP 3072; 'l' / 'large': 1024, 24 layers, 16 heads, MLP 4096;
+            'h' / 'huge': 1280, 32 layers, 16 heads, MLP 5120), or
             a dict with ``embed_dims``, ``num_layers``, ``num_heads`` and
             ``feedforward_channels``.
         img_size: the square input size the position embedding is laid out for (224, 384,
