@@ -166,9 +166,9 @@ def _documented_commands() -> list:
 @pytest.mark.parametrize('doc, argv', _documented_commands(),
                          ids=lambda x: x if isinstance(x, str) else ' '.join(x[:2]))
 def test_documented_commands_parse_and_name_real_configs(doc, argv, monkeypatch):
-    from mmclip.engine.launch import load_config
+    from mmclip.apis.model_zoo import resolve_config
     monkeypatch.chdir(ROOT)
     args = _tool(argv[0]).parse_args(argv[1:])
     spec = getattr(args, 'config', None) or getattr(args, 'model', None)
     if spec is not None:
-        load_config(spec)  # a config file of the repository, or a zoo name
+        resolve_config(spec)  # a config file of the repository, or a zoo name

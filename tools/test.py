@@ -29,6 +29,7 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
+from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
@@ -42,7 +43,6 @@ from mmclip.engine.launch import (
     default_device,
     exit_code_of,
     init_cpu_process_group,
-    load_config,
     set_data_root,
 )
 from mmclip.evaluation import check_out_file
@@ -156,7 +156,7 @@ def format_metrics_table(metrics: dict, details_file: str) -> str:
 
 def config_and_checkpoint(args: argparse.Namespace) -> Tuple[Config, Union[str, Sequence[str]]]:
     """The config of CONFIG (a file or a zoo name) and the checkpoint source(s) to load."""
-    cfg, info = load_config(args.config)
+    cfg, info = resolve_config(args.config)
     if args.checkpoint is not None:
         return cfg, args.checkpoint
     if info is None or not info.sources:

@@ -25,6 +25,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
+from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint.download import is_url
 from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
@@ -38,7 +39,6 @@ from mmclip.engine.launch import (
     default_device,
     exit_code_of,
     init_cpu_process_group,
-    load_config,
     set_data_root,
 )
 from mmclip.registry import RUNNERS
@@ -165,7 +165,7 @@ def build_runner(cfg: Config, verbose: bool) -> Runner:
 
 
 def train(args: argparse.Namespace) -> None:
-    cfg = merge_args(load_config(args.config)[0], args)
+    cfg = merge_args(resolve_config(args.config)[0], args)
     init_cpu_process_group(cfg)
     runner = build_runner(cfg, args.verbose)
     check_num_classes(runner)

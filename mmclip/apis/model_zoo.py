@@ -106,7 +106,14 @@ def get_model_info(name: str) -> ModelInfo:
     return zoo[name]
 
 
-def _resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
+def resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
+    """The config of ``model`` (a zoo name, a ``.py`` config path, or a ``Config``, which is
+    deep-copied) and its zoo entry (None unless ``model`` is a zoo name).
+
+    Raises:
+        FileNotFoundError: no such config file, with the closest file names beside it.
+        ValueError: neither a file nor a zoo name, with the closest zoo names.
+    """
     if isinstance(model, Config):
         return copy.deepcopy(model), None
     if not isinstance(model, (str, os.PathLike)):
@@ -115,7 +122,12 @@ def _resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
     path = os.fspath(model)
     if path.endswith('.py'):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f'Config file {path} does not exist.')
+            folder = Path(path).parent
+            siblings = [p.name for p in folder.glob('*.py')] if folder.is_dir() else []
+            close = difflib.get_close_matches(Path(path).name, siblings, n=3, cutoff=0.6)
+            hint = f' Did you mean {close} (in {folder})?' if close else ''
+            raise FileNotFoundError(f'Config file {path} does not exist.{hint} A model-zoo '
+                                    f'name works too (mmclip.list_models()).')
         return Config.fromfile(path), None
     info = get_model_info(path)
     return Config.fromfile(info.config), info
@@ -162,7 +174,7 @@ def is_zero_shot(model: Union[ModelSpec, nn.Module]) -> bool:
     """Whether ``model`` (built, or a zoo name / config) is a CLIP zero-shot classifier."""
     if isinstance(model, nn.Module):
         return isinstance(model, ZeroShotClassifier)
-    return _resolve_config(model)[0].model.get('type') == ZERO_SHOT_TYPE
+    return resolve_config(model)[0].model.get('type') == ZERO_SHOT_TYPE
 
 
 def _prompt_overrides(cfg: Config, model: ModelSpec, classes: Prompts,
@@ -242,7 +254,7 @@ def get_model(model: ModelSpec,
             list, a template without ``{}``, or a checkpoint with a text tower for a
             vision-only model.
     """
-    cfg, info = _resolve_config(model)
+    cfg, info = resolve_config(model)
     sources = _weight_sources(pretrained, info, model)
     cfg.model = _merged(cfg.model, overrides)
     cfg.model = _merged(cfg.model, _prompt_overrides(cfg, model, classes, templates))

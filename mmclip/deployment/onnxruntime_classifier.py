@@ -116,8 +116,8 @@ def build_onnxruntime_classifier(config, onnx_file: Union[str, os.PathLike],
     """``onnx_file`` run by ONNX Runtime, with ``model.cfg`` (the test pipeline's source)
     from ``config`` (a zoo name, a config path or a ``Config``) and the class names the
     exporter stored, as ``get_model`` returns a torch model."""
-    from mmclip.apis.model_zoo import _resolve_config
-    cfg, _ = _resolve_config(config)
+    from mmclip.apis.model_zoo import resolve_config
+    cfg, _ = resolve_config(config)
     model = OnnxRuntimeClassifier(os.fspath(onnx_file), device, threads)
     model.cfg = cfg
     return model.eval()

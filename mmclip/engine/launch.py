@@ -5,9 +5,9 @@
   or ``MMCLIP_DEBUG=1`` shows the traceback instead.
 - One help style (``HelpFormatter``: every option shows its default) and one meaning of
   ``--amp`` / ``--precision`` (``add_precision_options``, ``chosen_precision``).
-- Config loading from a file or a zoo name (``load_config``) and the options
-  tools/train.py and tools/test.py share (``apply_common_args``: ``--cfg-options``,
-  ``--work-dir``, ``--data-root``, worker count capped at the machine's cores).
+- The options tools/train.py and tools/test.py share (``apply_common_args``:
+  ``--cfg-options``, ``--work-dir``, ``--data-root``, worker count capped at the machine's
+  cores). Configs come from a file or a zoo name through ``mmclip.apis.model_zoo.resolve_config``.
 - Distributed set-up: mmengine 0.10.7 assumes CUDA for ``--launcher pytorch`` (its
   launcher calls ``torch.cuda.set_device`` and its DDP wrapper passes
   ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU-only machine). These helpers
@@ -17,19 +17,16 @@
 import argparse
 import copy
 import datetime
-import difflib
 import os
 import os.path as osp
 import sys
 from argparse import Namespace
-from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
-from mmclip.apis.model_zoo import ModelInfo, get_model_info
 from mmclip.checkpoint import (
     CheckpointDownloadError,
     CheckpointFormatError,
@@ -115,27 +112,6 @@ def chosen_precision(args: Namespace, device: str) -> str:
 
 def default_device() -> str:
     return 'cuda' if torch.cuda.is_available() else 'cpu'
-
-
-def load_config(spec: str) -> Tuple[Config, Optional[ModelInfo]]:
-    """The config of ``spec``, a ``.py`` config file or a model-zoo name, and its zoo entry
-    (None for a file).
-
-    Raises:
-        FileNotFoundError: no such config file, with the closest file names beside it.
-        ValueError: neither a file nor a zoo name, with the closest zoo names.
-    """
-    if spec.endswith('.py'):
-        if not osp.isfile(spec):
-            folder = Path(spec).parent
-            siblings = [p.name for p in folder.glob('*.py')] if folder.is_dir() else []
-            close = difflib.get_close_matches(Path(spec).name, siblings, n=3, cutoff=0.6)
-            hint = f' Did you mean {close} (in {folder})?' if close else ''
-            raise FileNotFoundError(f'Config file {spec} does not exist.{hint} A model-zoo '
-                                    f'name works too (mmclip.list_models()).')
-        return Config.fromfile(spec), None
-    info = get_model_info(spec)
-    return Config.fromfile(info.config), info
 
 
 # Bare names no component reads (or top-level variables, resolved when the file is read):

@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
+from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
 from mmclip.engine.launch import (
@@ -62,7 +63,6 @@ from mmclip.engine.launch import (
     debug_requested,
     default_device,
     exit_code_of,
-    load_config,
 )
 from mmclip.registry import TRANSFORMS
 from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
@@ -149,7 +149,7 @@ def default_num_workers() -> int:
 
 # ---- model building ------------------------------------------------------------------
 def config_with_options(spec: str, cfg_options: Optional[dict]) -> Config:
-    cfg = load_config(spec)[0]
+    cfg = resolve_config(spec)[0]
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -419,7 +419,7 @@ def startup_child(args: argparse.Namespace) -> dict:
             f'test_dataloader.num_workers={args.num_workers}',
             '--precision', args.precision[0]
         ])
-        cfg = test_tool.merge_args(load_config(args.config)[0], test_args)
+        cfg = test_tool.merge_args(resolve_config(args.config)[0], test_args)
         mark('config')
         runner = test_tool.QuietRunner.from_cfg(cfg)
         mark('Runner: model build, logger, environment info')

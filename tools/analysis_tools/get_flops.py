@@ -14,13 +14,13 @@ from mmengine.analysis import get_model_complexity_info
 from mmengine.config import DictAction
 
 from mmclip import get_model
+from mmclip.apis.model_zoo import resolve_config
 from mmclip.engine.launch import (
     HelpFormatter,
     add_debug_option,
     check_cfg_options,
     debug_requested,
     exit_code_of,
-    load_config,
 )
 
 
@@ -66,7 +66,7 @@ def params_at_224_grid(model: torch.nn.Module, params: int) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = load_config(args.config)[0]
+    cfg = resolve_config(args.config)[0]
     check_cfg_options(args.cfg_options)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
