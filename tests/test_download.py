@@ -28,7 +28,7 @@ from mmclip.checkpoint import (
     download_checkpoint,
     load_checkpoint,
 )
-from mmclip.checkpoint.loader import load_source
+from mmclip.checkpoint.loader import read_source
 
 
 def checkpoint_bytes(value: float) -> bytes:
@@ -133,7 +133,7 @@ def test_wrong_file_at_the_cache_path_is_refused_and_kept(torch_home, http_serve
     url = http_server.url(path.name)
 
     with pytest.raises(HashMismatchError) as info:
-        load_source(url)
+        read_source(url)
 
     message = str(info.value)
     assert '\n' not in message
@@ -148,18 +148,18 @@ def test_verified_file_is_hashed_once_until_it_changes(torch_home, http_server, 
     path = put_in_cache(torch_home, hashed_name(good), good)
     url = http_server.url(path.name)
 
-    assert value_of(load_source(url)) == 1.0
-    assert value_of(load_source(url)) == 1.0
+    assert value_of(read_source(url)[0]) == 1.0
+    assert value_of(read_source(url)[0]) == 1.0
     assert hash_calls == [str(path)]  # the second load trusted the record
 
     stamp = path.stat().st_mtime_ns + 1_000_000_000
     os.utime(path, ns=(stamp, stamp))  # touched: checked again
-    assert value_of(load_source(url)) == 1.0
+    assert value_of(read_source(url)[0]) == 1.0
     assert len(hash_calls) == 2
 
     path.write_bytes(checkpoint_bytes(3.0))  # rewritten: refused
     with pytest.raises(HashMismatchError, match='left in place'):
-        load_source(url)
+        read_source(url)
     assert len(hash_calls) == 3
     assert http_server.requests == []
 
@@ -169,8 +169,8 @@ def test_download_is_not_hashed_again_on_use(torch_home, http_server, hash_calls
     (http_server.root / hashed_name(good)).write_bytes(good)
     url = http_server.url(hashed_name(good))
 
-    assert value_of(load_source(url)) == 1.0  # hashed while it streamed in
-    assert value_of(load_source(url)) == 1.0
+    assert value_of(read_source(url)[0]) == 1.0  # hashed while it streamed in
+    assert value_of(read_source(url)[0]) == 1.0
     assert hash_calls == []
     assert http_server.requests == ['/' + hashed_name(good)]
 
@@ -180,7 +180,7 @@ def test_local_path_named_with_a_hash_is_verified(tmp_path, hash_calls):
     wrong = tmp_path / hashed_name(good)
     wrong.write_bytes(checkpoint_bytes(2.0))
     with pytest.raises(HashMismatchError, match='rename it') as info:
-        load_source(str(wrong))
+        read_source(str(wrong))
     assert str(wrong) in str(info.value) and sha256(good)[:8] in str(info.value)
     assert wrong.read_bytes() == checkpoint_bytes(2.0)
 
@@ -189,8 +189,8 @@ def test_local_path_named_with_a_hash_is_verified(tmp_path, hash_calls):
     right.write_bytes(good)
     plain = tmp_path / 'epoch_3.pth'
     plain.write_bytes(good)
-    assert value_of(load_source(str(right))) == 1.0
-    assert value_of(load_source(str(plain))) == 1.0
+    assert value_of(read_source(str(right))[0]) == 1.0
+    assert value_of(read_source(str(plain))[0]) == 1.0
     assert hash_calls == [str(wrong), str(right)]  # a name without a hash is not checked
 
 
@@ -220,7 +220,7 @@ def test_html_page_is_refused_and_not_cached(torch_home, scripted):
     url = server.url('models/vit.pth')
     for _ in range(2):  # nothing cached: the second call asks the server again
         with pytest.raises(CheckpointDownloadError) as info:
-            load_source(url)
+            read_source(url)
         assert url in str(info.value) and 'text/html' in str(info.value)
         assert 'not a checkpoint' in str(info.value)
     assert len(server.requests) == 2
@@ -235,7 +235,7 @@ def test_names_without_a_hash_are_cached_per_host(torch_home, tmp_path):
         (root / 'model.pth').write_bytes(checkpoint_bytes(value))
         servers.append(LocalServer(root))
     try:
-        assert [value_of(load_source(s.url('model.pth'))) for s in servers] == [1.0, 2.0]
+        assert [value_of(read_source(s.url('model.pth'))[0]) for s in servers] == [1.0, 2.0]
         assert [s.requests for s in servers] == [['/model.pth'], ['/model.pth']]
     finally:
         for server in servers:
@@ -337,10 +337,10 @@ def test_published_sha256_is_checked(where, right, torch_home, scripted):
     server = scripted(respond)
     url = server.url('timm/tiny/resolve/main/model.safetensors')
     if right:
-        assert value_of(load_source(url)) == 1.0
+        assert value_of(read_source(url)[0]) == 1.0
         assert len(cache_files(torch_home)) == 1
         return
     with pytest.raises(HashMismatchError) as info:
-        load_source(url)
+        read_source(url)
     assert url in str(info.value) and published.strip('"') in str(info.value)
     assert cache_files(torch_home) == []

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+from conftest import write_tiny_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,3 +54,23 @@ def test_visualizer_logs_scalars_without_matplotlib_and_draws_as_mmengine(tmp_pa
     assert json.loads(out.splitlines()[-1]) == [False, True, True]
     (scalars, ) = tmp_path.glob('**/scalars.json')
     assert json.loads(scalars.read_text())['accuracy/top1'] == 50.0
+
+
+def test_runner_logs_the_environment_without_importing_torchvision(tmp_path):
+    config = write_tiny_config(tmp_path)
+    out = _run('import sys, json\n'
+               'from mmengine.config import Config\n'
+               'from mmclip.engine import MMClipRunner\n'
+               f'cfg = Config.fromfile({str(config)!r})\n'
+               f'cfg.work_dir = {str(tmp_path / "work")!r}\n'
+               'MMClipRunner.from_cfg(cfg)\n'
+               "print(json.dumps(['torchvision' in sys.modules, 'matplotlib' in sys.modules]))\n")
+    assert json.loads(out.splitlines()[-1]) == [False, False]
+    (log, ) = (tmp_path / 'work').glob('*/*.log')
+    text = log.read_text()
+    import torchvision  # the version the log must name, read here, not by the Runner
+    for line in (f'PyTorch: {torch.__version__}',
+                 f"torchvision: {torchvision.__version__.split('+')[0]}",
+                 'mmclip: ', 'CPU: ', 'PyTorch compiling details', 'Runtime environment:',
+                 'seed: ', 'Config:\n'):
+        assert line in text, line

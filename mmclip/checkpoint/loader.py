@@ -92,15 +92,6 @@ def fetch_checkpoint(sources: Sources,
                                   '\n  - '.join(map(str, failures)))
 
 
-def load_source(sources: Sources,
-                map_location: MapLocation = 'cpu',
-                mirrors: Optional[Mapping[str, str]] = None,
-                progress: bool = True) -> Any:
-    """Fetch and read a checkpoint as stored (a state dict or a training checkpoint dict),
-    memory-mapped: its tensors are copied into a model, not kept."""
-    return read_source(sources, map_location, mirrors, progress)[0]
-
-
 def read_source(sources: Sources, map_location: MapLocation = 'cpu',
                 mirrors: Optional[Mapping[str, str]] = None,
                 progress: bool = True) -> Tuple[Any, str]:

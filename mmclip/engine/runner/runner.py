@@ -6,7 +6,8 @@ the process loads its checkpoints. This Runner uses mmclip's loader for its own 
 read without executing pickled code (``mmclip.checkpoint.safe_load``), URLs from the
 verified download cache, timm keys renamed, weights checked. It also saves its training
 checkpoints' message hub as plain data (``SaveTrainingStateAsDataHook``), so that
-resuming needs no allow-listed classes at all.
+resuming needs no allow-listed classes at all, and logs the environment without importing
+torchvision (``mmclip.utils.collect_env``).
 
 Build it with ``MMClipRunner.from_cfg(cfg)``, or ``RUNNERS.build(cfg)`` with
 ``runner_type='MMClipRunner'`` in the config.
@@ -20,6 +21,7 @@ from mmengine.runner import Runner
 from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
 from mmclip.checkpoint.safe_load import to_plain_data
 from mmclip.registry import HOOKS, RUNNERS
+from mmclip.utils.collect_env import collect_env
 
 
 @HOOKS.register_module()
@@ -44,6 +46,19 @@ class MMClipRunner(Runner):
         super().__init__(*args, **kwargs)
         self.register_hook(SaveTrainingStateAsDataHook())
 
+    def _log_env(self, env_cfg: dict) -> None:
+        """Log mmengine's environment record, with ``mmclip.utils.collect_env`` as the
+        system part, then the config."""
+        runtime_env = {**env_cfg, **self._randomness_cfg, 'seed': self._seed,
+                       'Distributed launcher': self._launcher,
+                       'Distributed training': self._distributed,
+                       'GPU number': self._world_size}
+        dash_line = '-' * 60
+        self.logger.info(f'\n{dash_line}\nSystem environment:{_indented(collect_env())}\n\n'
+                         f'Runtime environment:{_indented(runtime_env)}\n{dash_line}\n')
+        if self.cfg._cfg_dict:
+            self.logger.info(f'Config:\n{self.cfg.pretty_text}')
+
     def load_checkpoint(self,
                         filename: str,
                         map_location: Union[str, Callable] = 'cpu',
@@ -61,3 +76,7 @@ class MMClipRunner(Runner):
                              strict=strict, logger=self.logger)
         self._has_loaded = True
         return checkpoint
+
+
+def _indented(items: dict) -> str:
+    return ''.join(f'\n    {key}: {value}' for key, value in items.items())

@@ -1,0 +1,53 @@
+"""The environment a Runner writes to its log, without importing what the run does not use.
+
+mmengine's ``collect_env`` imports torchvision only to print its version, and
+``torchvision.ops`` pulls in ``torch._dynamo``: 1.6 s of every ``tools/test.py`` start on a
+2-core CPU. Here versions come from the installed distributions' metadata, and the CPU's
+model name is added (bf16 speed and the speed of torch's fp32 GEMMs depend on it).
+"""
+import platform
+import sys
+from importlib import metadata
+from typing import Dict
+
+import torch
+
+# Distributions whose versions decide results or speed, in the order they are logged.
+DISTRIBUTIONS = ('torchvision', 'mmengine', 'mmcv', 'mmcv-lite', 'mmclip', 'timm',
+                 'open_clip_torch', 'onnxruntime', 'onnxruntime-gpu', 'numpy', 'pillow',
+                 'opencv-python', 'opencv-python-headless', 'safetensors')
+
+
+def cpu_model_name() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.partition(':')[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def collect_env() -> Dict[str, object]:
+    """Platform, Python, CPU, GPUs, torch's version and build configuration, and the
+    versions of the installed ``DISTRIBUTIONS`` (those not installed are left out)."""
+    env: Dict[str, object] = {
+        'sys.platform': sys.platform,
+        'Python': sys.version.replace('\n', ''),
+        'CPU': cpu_model_name(),
+        'CUDA available': torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            env[f'GPU {index}'] = torch.cuda.get_device_name(index)
+        env['CUDA runtime'] = torch.version.cuda
+    env['PyTorch'] = torch.__version__  # with its build tag (+cu130), which metadata drops
+    env['PyTorch compiling details'] = torch.__config__.show()
+    for name in DISTRIBUTIONS:
+        try:
+            env[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return env
