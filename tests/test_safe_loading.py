@@ -169,6 +169,30 @@ def test_broken_weights_are_refused_with_file_and_key(corrupt, match, tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize('values', [
+    [float('inf'), float('-inf')],  # their sum is NaN
+    [60000.0, 60000.0, float('nan')],  # in fp16 the finite part alone overflows
+])
+def test_every_nonfinite_mix_is_refused(values, tmp_path):
+    state = _tiny_state()
+    bias = state['head.layers.head.bias']
+    bias[:len(values)] = torch.tensor(values)
+    state['head.layers.head.bias'] = bias.half()
+    torch.save(state, tmp_path / 'mix.pth')
+    with pytest.raises(CheckpointFormatError, match='head.layers.head.bias holds NaN or Inf'):
+        get_model(SEED_CONFIG, pretrained=str(tmp_path / 'mix.pth'), **TINY)
+
+
+def test_finite_weights_whose_sum_overflows_load(tmp_path):
+    state = _tiny_state()
+    state['head.layers.head.bias'] = torch.full_like(state['head.layers.head.bias'],
+                                                     60000.0).half()
+    assert not torch.isfinite(state['head.layers.head.bias'].sum())
+    torch.save(state, tmp_path / 'large.pth')
+    model = get_model(SEED_CONFIG, pretrained=str(tmp_path / 'large.pth'), **TINY)
+    assert bool((model.head.layers.head.bias == 60000.0).all())
+
+
 def test_nonfinite_weights_load_when_the_user_opts_in(tmp_path):
     from mmclip.checkpoint import load_checkpoint
     state = _tiny_state()

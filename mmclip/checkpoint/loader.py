@@ -160,6 +160,13 @@ def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, t
     return state_dict
 
 
+def _all_finite(value: torch.Tensor) -> bool:
+    # A NaN or Inf anywhere makes the sum NaN or Inf, so a finite sum proves every value
+    # finite at a tenth of isfinite's cost (no bool copy); a sum that overflowed from finite
+    # values falls back to the exact check.
+    return bool(torch.isfinite(value.sum())) or bool(torch.isfinite(value).all())
+
+
 def check_weight_values(state_dict: Mapping[str, torch.Tensor],
                         model_state: Mapping[str, torch.Tensor], name: str,
                         allow_nonfinite: bool = False) -> None:
@@ -174,7 +181,7 @@ def check_weight_values(state_dict: Mapping[str, torch.Tensor],
             raise CheckpointFormatError(
                 f'{name}: {key} is {value.dtype}, but the model\'s weight is {target.dtype}; '
                 f'expected floating-point weights.')
-        if not allow_nonfinite and not bool(torch.isfinite(value).all()):
+        if not allow_nonfinite and not _all_finite(value):
             raise CheckpointFormatError(
                 f'{name}: {key} holds NaN or Inf values. Refusing to load broken weights '
                 f'(pass allow_nonfinite=True to load them anyway).')
