@@ -11,7 +11,8 @@
 #
 #   bash tools/analysis_tools/gpu_benchmark.sh [OUT_DIR]
 #
-# Environment overrides: IMAGES (source photos; default ../shared/images or shared/images),
+# Environment overrides: PYTHON (the interpreter; default python), IMAGES (source photos;
+# default ../shared/images, shared/images or tests/data/images),
 # DATA (the JPEG folder, made once; default /tmp/mmclip_jpeg50k), NUM_IMAGES (50000),
 # WORKERS (DataLoader workers; default CPU cores - 2), SKIP_COMPILE=1, and for a smoke test
 # on a CPU: DEVICE=cpu PRECISIONS='fp32 bf16' BATCH=8 WARMUP=0 ITERS=1 NUM_IMAGES=64.
@@ -20,11 +21,12 @@ set -euo pipefail
 
 OUT=${1:-work_dirs/gpu_benchmark}
 if [[ -z "${IMAGES:-}" ]]; then
-  for candidate in ../shared/images shared/images; do
+  for candidate in ../shared/images shared/images tests/data/images; do
     [[ -d $candidate ]] && IMAGES=$candidate && break
   done
 fi
 [[ -d "${IMAGES:-}" ]] || { echo "no source photos: set IMAGES=DIR" >&2; exit 2; }
+PYTHON=${PYTHON:-python}
 DATA=${DATA:-/tmp/mmclip_jpeg50k}
 NUM_IMAGES=${NUM_IMAGES:-50000}
 WORKERS=${WORKERS:-$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))}
@@ -45,7 +47,7 @@ step "machine"
   if [[ $DEVICE == cuda ]]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   fi
-  python -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+  "$PYTHON" -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'timm', timm.__version__)"
   lscpu | grep -E '^Model name' || true
   echo "CPU cores: $(nproc), DataLoader workers: $WORKERS"
@@ -55,7 +57,7 @@ step "1. model-only, batch $BATCH, ours vs timm"
 for patch in 32 16; do
   config=B$patch
   # shellcheck disable=SC2086  # PRECISIONS is a list
-  python $BENCH "${!config}" --device "$DEVICE" --batch-size "$BATCH" --precision $PRECISIONS \
+  "$PYTHON" $BENCH "${!config}" --device "$DEVICE" --batch-size "$BATCH" --precision $PRECISIONS \
     --compare-timm --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/model_b$patch.json" \
     | tee "$OUT/model_b$patch.log"
 done
@@ -64,7 +66,7 @@ if [[ "${SKIP_COMPILE:-0}" != 1 ]]; then
   step "2. model-only compiled, bf16, batch $BATCH, ours vs timm"
   for patch in 32 16; do
     config=B$patch
-    python $BENCH "${!config}" --device "$DEVICE" --batch-size "$BATCH" --precision bf16 \
+    "$PYTHON" $BENCH "${!config}" --device "$DEVICE" --batch-size "$BATCH" --precision bf16 \
       --compile --compare-timm --warmup "$WARMUP" --iters "$ITERS" \
       --out "$OUT/model_b${patch}_compile.json" \
       | tee "$OUT/model_b${patch}_compile.log"
@@ -73,10 +75,10 @@ fi
 
 step "3. synthetic JPEG folder ($NUM_IMAGES images) and a random-weight checkpoint"
 if [[ ! -f "$DATA/meta/val.txt" ]]; then
-  python tools/analysis_tools/make_jpeg_folder.py "$IMAGES" "$DATA" --num-images "$NUM_IMAGES"
+  "$PYTHON" tools/analysis_tools/make_jpeg_folder.py "$IMAGES" "$DATA" --num-images "$NUM_IMAGES"
 fi
 CKPT="$OUT/vit-base-p16_random.pth"
-python - "$CKPT" <<'EOF'
+"$PYTHON" - "$CKPT" <<'EOF'
 import sys, timm, torch
 from mmclip.checkpoint import convert_timm_state_dict
 torch.manual_seed(0)
@@ -85,29 +87,29 @@ torch.save(dict(state_dict=convert_timm_state_dict(model.state_dict())), sys.arg
 EOF
 
 step "3. end-to-end B/16 bf16, batch $BATCH, $WORKERS workers, all $NUM_IMAGES images"
-python $BENCH $B16 --device "$DEVICE" --batch-size "$BATCH" --precision bf16 --data "$DATA" \
+"$PYTHON" $BENCH $B16 --device "$DEVICE" --batch-size "$BATCH" --precision bf16 --data "$DATA" \
   --num-workers "$WORKERS" --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/e2e_b16.json" \
   | tee "$OUT/e2e_b16.log"
 
 step "4. start-up of tools/test.py to its first batch"
-python $BENCH $B16 --device "$DEVICE" --batch-size "$BATCH" --precision bf16 --startup \
+"$PYTHON" $BENCH $B16 --device "$DEVICE" --batch-size "$BATCH" --precision bf16 --startup \
   --checkpoint "$CKPT" --data "$DATA" --num-workers "$WORKERS" --out "$OUT/startup_b16.json" \
   | tee "$OUT/startup_b16.log"
 
 step "4. tools/test.py --amp on all $NUM_IMAGES images"
 start=$(date +%s.%N)
-python tools/test.py $B16 "$CKPT" --amp --work-dir "$OUT/test_py" --cfg-options \
+"$PYTHON" tools/test.py $B16 "$CKPT" --amp --work-dir "$OUT/test_py" --cfg-options \
   "test_dataloader.dataset.data_root=$DATA" "test_dataloader.batch_size=$BATCH" \
   "test_dataloader.num_workers=$WORKERS" 2>&1 | tail -n 12 | tee "$OUT/test_py.log"
-echo "tools/test.py wall: $(python -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" \
+echo "tools/test.py wall: $("$PYTHON" -c "print(f'{$(date +%s.%N) - $start:.1f}')") s" \
   | tee -a "$OUT/test_py.log"
 
 step "5. ONNX Runtime CUDA provider, fp32, batch $BATCH"
-if python -c "import onnxruntime as o, sys; \
+if "$PYTHON" -c "import onnxruntime as o, sys; \
 sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
   for patch in 32 16; do
     config=B$patch
-    python $BENCH "${!config}" --device "$DEVICE" --batch-size "$BATCH" --precision fp32 \
+    "$PYTHON" $BENCH "${!config}" --device "$DEVICE" --batch-size "$BATCH" --precision fp32 \
       --backend torch onnxruntime --compare-timm --warmup "$WARMUP" --iters "$ITERS" \
       --out "$OUT/onnxruntime_b$patch.json" | tee "$OUT/onnxruntime_b$patch.log"
   done
