@@ -318,6 +318,21 @@ def test_bad_input_is_one_clear_line(b32, tmp_path):
         ImageClassificationInferencer(vision_only, pretrained=False, classes=['a', 'b', 'c'])
 
 
+def test_every_strict_load_of_a_text_tower_into_a_vision_model_says_so(b32):
+    """load_checkpoint (tools/test.py, get_model) refuses it in one line; a non-strict load
+    takes the image tower, as fine-tuning from CLIP weights does."""
+    from mmclip.checkpoint import load_checkpoint
+    oc, path, _ = b32
+    vision_only = mmclip.get_model('vit-base-p32_clip-openai-pre_3rdparty_in1k')
+    with pytest.raises(ZeroShotError, match=re.escape(f'{path} is a CLIP checkpoint with a '
+                                                      f'text tower')) as err:
+        load_checkpoint(vision_only, str(path))
+    assert '\n' not in str(err.value)
+    load_checkpoint(vision_only, str(path), strict=False)
+    torch.testing.assert_close(vision_only.backbone.patch_embed.projection.weight,
+                               oc.visual.conv1.weight, rtol=0, atol=0)
+
+
 # ---- tools/test.py -----------------------------------------------------------------------
 def test_tools_test_top1_top5_equal_open_clips(b32, images_dir, tmp_path):
     """tools/test.py with the zoo config (10 classes, 3 templates) and the open_clip file."""

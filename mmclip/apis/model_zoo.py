@@ -17,8 +17,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmclip.checkpoint.convert_open_clip import TEXT_TOWER_PREFIX
-from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
+from mmclip.checkpoint import load_checkpoint
 from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
 from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts
@@ -204,20 +203,6 @@ def with_prompts(model: ZeroShotClassifier, classes: Prompts = None,
     return net
 
 
-def _load_weights(net: nn.Module, sources: Tuple[str, ...], model: ModelSpec,
-                  mirrors: Optional[Mapping[str, str]]):
-    """Load ``sources`` strictly into ``net``; returns the checkpoint as stored."""
-    checkpoint, name = read_source(sources, mirrors=mirrors)
-    state_dict = extract_state_dict(checkpoint, name)
-    if not hasattr(net, 'text_backbone') and any(
-            k.startswith(TEXT_TOWER_PREFIX) for k in state_dict):
-        raise ZeroShotError(f'{name} is a CLIP checkpoint with a text tower (open_clip format); '
-                         f'{model!r} is a vision-only classifier. Load it into a zero-shot '
-                         f'model: {list_models("*zeroshot*")}.')
-    load_state_dict_into(net, state_dict, name)
-    return checkpoint
-
-
 def get_model(model: ModelSpec,
               pretrained: Pretrained = False,
               device: Optional[str] = None,
@@ -263,7 +248,7 @@ def get_model(model: ModelSpec,
         cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     with DefaultScope.overwrite_default_scope('mmclip'):
         net = MODELS.build(cfg.model)
-    checkpoint = _load_weights(net, sources, model, mirrors) if sources else {}
+    checkpoint = load_checkpoint(net, sources, mirrors=mirrors) if sources else {}
     num_classes = cfg.model.get('head', {}).get('num_classes')
     net.cfg = cfg
     net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes))

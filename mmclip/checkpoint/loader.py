@@ -27,9 +27,14 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from mmclip.models.utils.embed import resize_pos_embed
+from mmclip.models.utils.zero_shot import ZeroShotError
 
 from .convert import convert_timm_state_dict, is_timm_state_dict
-from .convert_open_clip import convert_open_clip_state_dict, is_open_clip_state_dict
+from .convert_open_clip import (
+    TEXT_TOWER_PREFIX,
+    convert_open_clip_state_dict,
+    is_open_clip_state_dict,
+)
 from .download import CheckpointDownloadError, Fetched, fetch_url, is_url, verify_local_file
 from .safe_load import MapLocation, read_checkpoint_file
 
@@ -270,6 +275,8 @@ def load_checkpoint(model: nn.Module,
     Raises:
         StateDictMismatchError: with ``strict``, listing missing / unexpected keys and
             shape mismatches.
+        ZeroShotError: with ``strict``, a checkpoint with a text tower for a vision-only
+            model.
         CheckpointFormatError: not a state dict of tensors, a non-float tensor for a
             float weight, or NaN / Inf values (see ``check_weight_values``).
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
@@ -279,6 +286,17 @@ def load_checkpoint(model: nn.Module,
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
                          logger=logger, allow_nonfinite=allow_nonfinite)
     return checkpoint
+
+
+def _refuse_text_tower(state_dict: Mapping[str, torch.Tensor],
+                       expected: Mapping[str, torch.Size], name: str) -> None:
+    """An open_clip file (both towers) for a vision-only model is one mistake, not a
+    hundred unexpected keys. Non-strict loads (the image tower alone, to fine-tune) pass."""
+    if (not any(k.startswith(TEXT_TOWER_PREFIX) for k in expected)
+            and any(k.startswith(TEXT_TOWER_PREFIX) for k in state_dict)):
+        raise ZeroShotError(f'{name} is a CLIP checkpoint with a text tower (open_clip '
+                            f'format), and the model is a vision-only classifier. Load it into '
+                            f'a zero-shot model: mmclip.list_models("*zeroshot*").')
 
 
 def load_state_dict_into(model: nn.Module,
@@ -310,6 +328,8 @@ def load_state_dict_into(model: nn.Module,
     model_state = model.state_dict()
     check_weight_values(state_dict, model_state, name, allow_nonfinite)
     expected = {k: v.shape for k, v in model_state.items()}
+    if strict:
+        _refuse_text_tower(state_dict, expected, name)
     prefixes = tuple(drop_prefixes)
     # Keys the model fills itself when a checkpoint lacks them or has them for another
     # shape (a zero-shot head built for other classes).
