@@ -26,11 +26,10 @@ from mmengine.utils import ProgressBar
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
 from mmclip.apis.batch_prediction import collect_inputs, output_format, predict_files
-from mmclip.apis.inference import ImageClassificationInferencer
+from mmclip.apis.inference import BACKENDS, ImageClassificationInferencer
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.utils import PRECISIONS, autocast_context, check_precision
-
-BACKENDS = ('torch', 'onnxruntime')
+from mmclip.utils.cpu import default_num_workers, usable_cores
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -46,7 +45,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--backend', choices=BACKENDS,
                         help='default: onnxruntime for an .onnx checkpoint, else torch')
     parser.add_argument('--batch-size', type=int, default=32, help='images per forward pass')
-    parser.add_argument('--num-workers', type=int, default=max(1, min(8, _cores() - 1)),
+    parser.add_argument('--num-workers', type=int, default=default_num_workers(),
                         help='DataLoader workers decoding images (default: %(default)s)')
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='torch backend: autocast precision (bf16 on recent CPUs and GPUs)')
@@ -68,10 +67,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-
-
 def init_distributed() -> tuple:
     """(rank, world size, local world size) under torchrun, else (0, 1, 1)."""
     world = int(os.environ.get('WORLD_SIZE', 1))
@@ -86,7 +81,7 @@ def init_distributed() -> tuple:
 def build_model(args: argparse.Namespace, device: str, local_world: int) -> torch.nn.Module:
     if args.backend == 'onnxruntime':
         from mmclip.deployment import build_onnxruntime_classifier
-        threads = max(1, _cores() // local_world)  # the node's cores, shared by its ranks
+        threads = max(1, usable_cores() // local_world)  # the node's cores, shared by its ranks
         return build_onnxruntime_classifier(args.model, args.checkpoint, device, threads)
     return get_model(args.model, pretrained=args.checkpoint or True, device=device)
 

@@ -19,6 +19,7 @@ from mmengine.model import BaseModel
 from mmclip.models.heads.vision_transformer_head import predictions_from_logits
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
+from mmclip.utils.cpu import usable_cores
 
 ONNX_EXTRA = "pip install 'mmclip[onnx]'"
 
@@ -33,14 +34,6 @@ def require(*modules: str) -> None:
     if missing:
         raise MissingExtraError(f'ONNX export / ONNX Runtime needs {", ".join(missing)}, '
                                 f'which is not installed: {ONNX_EXTRA}')
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def create_session(onnx_file: Union[str, Path], device: str = 'cpu',

@@ -37,6 +37,7 @@ from mmclip.checkpoint import (
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
 from mmclip.utils import PRECISIONS, amp_precision, check_precision
+from mmclip.utils.cpu import usable_cores
 
 DEFAULT_DIST_TIMEOUT_S = 1800
 
@@ -146,11 +147,11 @@ def set_data_root(cfg: Config, root: str, loader_keys: Sequence[str] = LOADER_KE
 
 def cap_num_workers(cfg: Config) -> None:
     """At most one DataLoader worker per core this process may use (torch warns beyond)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    cores = usable_cores()
     for key in LOADER_KEYS:
         loader = cfg.get(key)
-        if loader is not None and loader.get('num_workers', 0) > (cores or 1):
-            loader.num_workers = cores or 1
+        if loader is not None and loader.get('num_workers', 0) > cores:
+            loader.num_workers = cores
 
 
 def apply_common_args(cfg: Config, args: Namespace) -> Config:

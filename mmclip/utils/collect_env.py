@@ -5,29 +5,18 @@ mmengine's ``collect_env`` imports torchvision only to print its version, and
 2-core CPU. Here versions come from the installed distributions' metadata, and the CPU's
 model name is added (bf16 speed and the speed of torch's fp32 GEMMs depend on it).
 """
-import platform
 import sys
 from importlib import metadata
 from typing import Dict
 
 import torch
 
+from .cpu import cpu_model_name
+
 # Distributions whose versions decide results or speed, in the order they are logged.
 DISTRIBUTIONS = ('torchvision', 'mmengine', 'mmcv', 'mmcv-lite', 'mmclip', 'timm',
                  'open_clip_torch', 'onnxruntime', 'onnxruntime-gpu', 'numpy', 'pillow',
                  'opencv-python', 'opencv-python-headless', 'safetensors')
-
-
-def cpu_model_name() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.partition(':')[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def collect_env() -> Dict[str, object]:

@@ -18,11 +18,13 @@ logs a warning saying so.
 import logging
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
-from typing import Optional, Union
+from typing import Union
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+
+from .cpu import cpu_has_native_bf16
 
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 
@@ -55,18 +57,6 @@ def check_precision(precision: str, device: Union[str, torch.device] = 'cpu') ->
             f'got device={str(device)!r}; use precision=\'fp32\'')
     if precision == 'bf16' and device_type == 'cpu' and cpu_has_native_bf16() is False:
         _warn_emulated_bf16()
-
-
-@lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> Optional[bool]:
-    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX), from /proc/cpuinfo;
-    None where that cannot be read (not Linux)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = set(f.read().split())
-    except OSError:
-        return None
-    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})
 
 
 @lru_cache(maxsize=1)

@@ -33,7 +33,6 @@ without it the weights are random, which does not change the speed.
 import argparse
 import importlib.util
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
+from mmclip.apis.inference import BACKENDS
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
@@ -66,6 +66,7 @@ from mmclip.engine.launch import (
 )
 from mmclip.registry import TRANSFORMS
 from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
+from mmclip.utils.cpu import default_num_workers
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # The timm CLIP ViTs with ImageNet-1k fine-tunes: (width, patch) -> (name stem, sizes).
@@ -99,7 +100,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "processes barely changes it)")
     parser.add_argument('--warmup', type=int, default=3, help='untimed batches per run')
     parser.add_argument('--iters', type=int, default=10, help='timed batches per run')
-    parser.add_argument('--backend', nargs='+', choices=('torch', 'onnxruntime'),
+    parser.add_argument('--backend', nargs='+', choices=BACKENDS,
                         default=['torch'], help='model-only runs: torch and/or ONNX Runtime')
     parser.add_argument('--compare-timm', action='store_true',
                         help='time the matching timm model with the same weights')
@@ -140,11 +141,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                      '(an ImageNet-layout folder: val/*.JPEG and meta/val.txt, as '
                      'make_jpeg_folder.py writes)')
     return args
-
-
-def default_num_workers() -> int:
-    """One core stays with the main process, which runs the model; at most 8 workers."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 # ---- model building ------------------------------------------------------------------
