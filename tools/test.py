@@ -35,6 +35,7 @@ from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
     HelpFormatter,
     add_debug_option,
+    add_launch_options,
     add_precision_options,
     apply_common_args,
     chosen_precision,
@@ -47,8 +48,6 @@ from mmclip.engine.launch import (
 )
 from mmclip.evaluation import check_out_file
 from mmclip.utils import maybe_compile
-
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
 def is_onnx(checkpoint: Union[str, Sequence[str], None]) -> bool:
@@ -76,14 +75,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='torch.compile the backbone (the first batches compile)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. test_dataloader.batch_size=32')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--verbose', action='store_true',
-                        help='also show the environment, the full config and the hook order '
-                        'on the console (they always go to the log file in the work dir)')
+    add_launch_options(parser)
     add_debug_option(parser)
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.out is not None:
         check_out_file(args.out)  # fail now, not after the whole evaluation

@@ -31,6 +31,7 @@ from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
     HelpFormatter,
     add_debug_option,
+    add_launch_options,
     add_precision_options,
     apply_common_args,
     chosen_precision,
@@ -42,8 +43,6 @@ from mmclip.engine.launch import (
     set_data_root,
 )
 from mmclip.registry import RUNNERS
-
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -64,14 +63,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='scale the LR by (GPUs x batch size) / auto_scale_lr.base_batch_size')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. train_cfg.max_epochs=10')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--verbose', action='store_true',
-                        help='also show the environment, the full config and the hook order '
-                        'on the console (they always go to the log file in the work dir)')
+    add_launch_options(parser)
     add_debug_option(parser)
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.precision = chosen_precision(args, default_device())
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))

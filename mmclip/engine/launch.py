@@ -70,6 +70,21 @@ class HelpFormatter(argparse.HelpFormatter):
         return f'{text} (default: %(default)s)'
 
 
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def add_launch_options(parser: argparse.ArgumentParser) -> None:
+    """``--launcher``, ``--verbose``, and the ``--local-rank`` that torch.distributed.launch
+    passes, as tools/train.py and tools/test.py take them."""
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--verbose', action='store_true',
+                        help='also show the environment, the full config and the hook order '
+                        'on the console (they always go to the log file in the work dir)')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+
+
 def add_debug_option(parser: argparse.ArgumentParser) -> None:
     """``--debug``: the full traceback of an error instead of its one line."""
     parser.add_argument('--debug', action='store_true',
@@ -217,11 +232,10 @@ def user_message(err: Exception) -> str:
 
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: its exit code when it returns an int, else 0; 1, with a
-    one-line error, for a
-    ``USER_ERRORS`` error (logged, so that it also reaches the log file, when ``run``
-    started a Runner; else printed to stderr as ``ERROR: <message>``). Other errors, and
-    every error with ``debug`` (default: ``debug_requested()``), propagate with their
-    traceback."""
+    one-line error, for a ``USER_ERRORS`` error (logged, so that it also reaches the log
+    file, when ``run`` started a Runner; else printed to stderr as ``ERROR: <message>``).
+    Other errors, and every error with ``debug`` (default: ``debug_requested()``),
+    propagate with their traceback."""
     before = MMLogger.get_current_instance()
     try:
         result = run()
