@@ -29,6 +29,7 @@ from mmclip.models.classifiers import zero_shot_classifier
 from mmclip.models.utils import zero_shot
 from mmclip.models.utils.tokenizer import tokenize
 from mmclip.models.utils.zero_shot import ZeroShotError, build_class_embeddings
+from mmclip.utils.atomic_file import PARTIAL_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = sorted(mmclip.list_models('*zeroshot*'))
@@ -212,12 +213,19 @@ def test_eighty_template_head_equals_open_clips(b32):
     torch.testing.assert_close(ours, theirs.T, atol=1e-5, rtol=0)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_head_is_cached_and_reused(b32, cache_home, monkeypatch, caplog):
     oc, path, model = b32
     cached = Path(zero_shot.cache_path(zero_shot.cache_key(model.text_backbone, CLASSES,
                                                            TEMPLATES)))
     assert cached.parent == cache_home / 'hub' / 'mmclip' / 'zeroshot_heads'
-    assert cached.is_file() and not list(cached.parent.glob('.tmp-*'))
+    assert cached.is_file() and not list(cached.parent.glob(PARTIAL_PREFIX + '*'))
+    assert cached.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
     built = model.head.class_embeddings.clone()
 
     def refuse(*args, **kwargs):

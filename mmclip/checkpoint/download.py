@@ -30,15 +30,16 @@ import json
 import os
 import os.path as osp
 import re
-import secrets
 import time
 import urllib.request
-from typing import Mapping, NamedTuple, Optional, Tuple
+from typing import Mapping, NamedTuple, Optional
 
 import torch
 from filelock import FileLock, Timeout
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
+
+from mmclip.utils.atomic_file import PARTIAL_PREFIX, atomic_write, new_partial_file
 
 from .safe_load import checkpoint_format
 
@@ -47,7 +48,6 @@ _HASH_SUFFIX = re.compile(r'-([a-f0-9]{8,64})\.[A-Za-z0-9]+$')
 _SHA256 = re.compile(r'^[0-9a-f]{64}$')
 _UNSAFE_NAME_CHARS = re.compile(r'[^A-Za-z0-9._-]')
 _CHUNK = 1 << 20  # 1 MiB: one progress-bar step
-PARTIAL_PREFIX = '.mmclip-partial-'
 # A partial file's mtime moves with every write, so one untouched this long belongs to a
 # killed download, never to a live one (the deadline below ends any download sooner).
 STALE_PARTIAL_SECONDS = 6 * 3600
@@ -186,10 +186,8 @@ def _record_digest(path: str, stat_key: dict, digest: str) -> None:
     target = _record_path(path)
     try:
         os.makedirs(osp.dirname(target), exist_ok=True)
-        fd, tmp = _new_partial_file(osp.dirname(target))
-        with os.fdopen(fd, 'w') as f:
+        with atomic_write(target, 'w') as f:
             json.dump(record, f)
-        os.replace(tmp, target)
     except OSError:
         pass
 
@@ -233,14 +231,6 @@ def _offline_hint(url: str, dst: str) -> str:
     return (f'For offline use, download {url} elsewhere and place it at {dst} '
             f'(or map the URL prefix to a mirror or a local folder with {MIRRORS_ENV}="'
             f'PREFIX=TARGET", or the mirrors argument).')
-
-
-def _new_partial_file(folder: str) -> Tuple[int, str]:
-    """A new file for mmclip to write, opened for writing. Not ``mkstemp``: its 0600
-    would stay on the cached file; 0o666 lets the user's umask decide, as for any file
-    they create (a shared ``TORCH_HOME`` needs group-readable files)."""
-    path = osp.join(folder, PARTIAL_PREFIX + secrets.token_hex(8))
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
 
 
 def _remove_stale_partials(folder: str) -> None:
@@ -366,7 +356,7 @@ def _download(url: str, location: str, dst: str, progress: bool, timeout: float,
     """Fetch into a temporary file in the cache folder, check it, rename it to ``dst``:
     no process ever reads a half-written or unchecked checkpoint."""
     via = f' (via mirror {location})' if location != url else ''
-    fd, tmp = _new_partial_file(osp.dirname(dst))
+    fd, tmp = new_partial_file(osp.dirname(dst))
     try:
         with os.fdopen(fd, 'wb') as tmp_file:
             received = _fetch(location, tmp_file, progress, timeout, deadline)

@@ -11,6 +11,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from mmclip.registry import METRICS
+from mmclip.utils.atomic_file import atomic_write
 
 from .accuracy import GATHER_WITHOUT_SHARED_FS
 
@@ -67,16 +68,8 @@ class DumpPredictions(BaseMetric):
             data = json.dumps(results, indent=1, allow_nan=False).encode('utf-8')
         else:
             data = pickle.dumps(results)
-        tmp = osp.join(folder, f'.{osp.basename(self.out_file)}.{os.getpid()}.partial')
-        try:
-            # 0o666: the user's umask decides, as for any file they write.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            with os.fdopen(fd, 'wb') as f:
-                f.write(data)
-            os.replace(tmp, self.out_file)
-        finally:
-            if osp.exists(tmp):
-                os.remove(tmp)
+        with atomic_write(self.out_file) as f:
+            f.write(data)
         print_log(f'Wrote the predictions of {len(results)} images to {self.out_file}',
                   logger='current', level=logging.INFO)
         return {}

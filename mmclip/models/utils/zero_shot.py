@@ -9,7 +9,7 @@ classes x 80 templates = 80,000 prompts, so:
   (exact under the causal mask, see ``CLIPTextTransformer``);
 - the result is cached in ``<torch hub dir>/mmclip/zeroshot_heads/<key>.safetensors``,
   the key a SHA-256 of the text tower's weights, the class names and the templates.
-  Files are written atomically (temporary file, then rename) and read with safetensors
+  Files are written atomically (``mmclip.utils.atomic_file``) and read with safetensors
   (no pickle); one that does not hold a finite [K, D] tensor is rebuilt.
 """
 import hashlib
@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import os.path as osp
-import tempfile
 from typing import Sequence, Tuple
 
 import torch
@@ -27,6 +26,7 @@ from mmengine.utils import ProgressBar
 from torch import nn
 
 from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
+from mmclip.utils.atomic_file import atomic_write
 
 from .tokenizer import tokenize
 
@@ -144,19 +144,6 @@ def _read_cached(path: str, num_classes: int) -> torch.Tensor:
     return None
 
 
-def _write_atomically(path: str, emb: torch.Tensor) -> None:
-    from safetensors.torch import save_file
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.safetensors', dir=osp.dirname(path))
-    os.close(fd)
-    try:
-        save_file({'class_embeddings': emb.detach().cpu().contiguous()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def cached_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
                             templates: Sequence[str]) -> torch.Tensor:
     """``build_class_embeddings``, read from the cache when it was built before."""
@@ -170,8 +157,11 @@ def cached_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
     print_log(f'Building the zero-shot head: {len(classes)} classes x {len(templates)} '
               f'templates = {num} prompts (cached in {path}).', logger='current')
     emb = build_class_embeddings(text_tower, classes, templates, progress=True)
+    from safetensors.torch import save
     try:
-        _write_atomically(path, emb)
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        with atomic_write(path) as f:
+            f.write(save({'class_embeddings': emb.detach().cpu().contiguous()}))
     except OSError as err:  # a read-only cache costs time, not correctness
         print_log(f'Could not cache the zero-shot head in {path}: {err}', logger='current',
                   level=logging.WARNING)
