@@ -183,8 +183,8 @@ def _prompt_overrides(cfg: Config, model: ModelSpec, classes: Prompts,
         return {}
     if cfg.model.get('type') != ZERO_SHOT_TYPE:
         raise ZeroShotError(f'classes= / templates= need a zero-shot model (image and text '
-                         f'towers); {model!r} is a vision-only classifier. Zero-shot models: '
-                         f'{list_models("*zeroshot*")}.')
+                            f'towers); {model!r} is a vision-only classifier. Zero-shot models: '
+                            f'{list_models("*zeroshot*")}.')
     head = cfg.model.head
     classes, templates = resolve_prompts(head.classes if classes is None else classes,
                                          head.templates if templates is None else templates)

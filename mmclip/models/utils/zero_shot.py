@@ -45,7 +45,7 @@ def _resolve(value, presets: dict, what: str) -> Tuple[str, ...]:
     if isinstance(value, str):
         if value not in presets:
             raise ZeroShotError(f'{what} must be a list of strings or one of {sorted(presets)}; '
-                             f'got the string {value!r} (for a list, pass ["...", "..."]).')
+                                f'got the string {value!r} (for a list, pass ["...", "..."]).')
         return tuple(presets[value])
     if not isinstance(value, (list, tuple)) or not value:
         raise ZeroShotError(f'{what} must be a non-empty list of strings; got {value!r}.')
@@ -67,7 +67,7 @@ def resolve_prompts(classes, templates) -> Tuple[Tuple[str, ...], Tuple[str, ...
             ok = False
         if not ok:
             raise ZeroShotError(f'Template {template!r} must hold exactly one {{}} for the class '
-                             f'name, e.g. "a photo of a {{}}.".')
+                                f'name, e.g. "a photo of a {{}}.".')
     return classes, templates
 
 
