@@ -121,6 +121,19 @@ def test_debug_brings_the_traceback_back(monkeypatch):
     assert 'Traceback' in _run([GET_FLOPS, 'configs/clip/nope.py'], MMCLIP_DEBUG='1').stderr
 
 
+def test_a_finished_run_ends_its_process_group(tmp_path):
+    """A gloo group left to interpreter teardown can abort a finished rank (SIGABRT)."""
+    from mmclip.engine.launch import exit_code_of
+    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}',
+                                         rank=0, world_size=1)
+    try:
+        assert exit_code_of(lambda: None) == 0
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def test_python_api_raises_the_same_messages():
     with pytest.raises(ValueError, match=r"'vit-b32' is neither .* Did you mean \['vit-base-p32"):
         mmclip.get_model('vit-b32')

@@ -104,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0:
         print(f'\n{len(paths)} images; {done} classified now by rank 0 of {world}; '
               f'results in {args.out}')
-    if world > 1:
-        dist.destroy_process_group()
     return 0
 
 

@@ -235,7 +235,8 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     one-line error, for a ``USER_ERRORS`` error (logged, so that it also reaches the log
     file, when ``run`` started a Runner; else printed to stderr as ``ERROR: <message>``).
     Other errors, and every error with ``debug`` (default: ``debug_requested()``),
-    propagate with their traceback."""
+    propagate with their traceback. After a run that returns, the distributed process
+    group (if any) is destroyed."""
     before = MMLogger.get_current_instance()
     try:
         result = run()
@@ -248,4 +249,9 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
         else:
             logger.error(user_message(err))
         return 1
+    # A process group left to the interpreter's teardown can abort a rank whose work is
+    # done (gloo: 'terminate called without an active exception', SIGABRT), failing a
+    # finished run; ending it here gives the run its real exit code.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return result if isinstance(result, int) else 0
