@@ -121,17 +121,25 @@ def test_debug_brings_the_traceback_back(monkeypatch):
     assert 'Traceback' in _run([GET_FLOPS, 'configs/clip/nope.py'], MMCLIP_DEBUG='1').stderr
 
 
-def test_a_finished_run_ends_its_process_group(tmp_path):
-    """A gloo group left to interpreter teardown can abort a finished rank (SIGABRT)."""
-    from mmclip.engine.launch import exit_code_of
-    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}',
-                                         rank=0, world_size=1)
-    try:
-        assert exit_code_of(lambda: None) == 0
-        assert not torch.distributed.is_initialized()
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+def test_exit_process_keeps_the_exit_code_and_output_of_a_distributed_run(tmp_path):
+    """A rank leaves through os._exit (gloo's threads can abort the interpreter's
+    teardown): its exit code and its buffered output must still come out."""
+    script = (
+        'import torch\n'
+        'from mmclip.engine.launch import exit_process\n'
+        f"torch.distributed.init_process_group('gloo', init_method='file://{tmp_path / 'store'}',"
+        ' rank=0, world_size=1)\n'
+        'torch.distributed.all_reduce(torch.ones(4))\n'
+        "print('done')\n"
+        'exit_process(3)\n')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONUNBUFFERED'}  # stdout buffered
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=120)
+    assert (result.returncode, result.stdout) == (3, 'done\n'), result.stderr
+    from mmclip.engine.launch import exit_process
+    with pytest.raises(SystemExit) as exited:
+        exit_process(2)
+    assert exited.value.code == 2
 
 
 def test_python_api_raises_the_same_messages():

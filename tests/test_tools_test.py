@@ -210,6 +210,7 @@ def test_two_processes_give_the_single_process_results(setup, single_process, tm
                         data_root=root)
     dist_output = result.stdout + result.stderr
     assert result.returncode == 0, dist_output[-5000:]
+    assert 'Warning' not in result.stderr, result.stderr
     for key in ('top1', 'top5', 'num_images', 'num_skipped'):
         key = 'accuracy/' + key
         assert _table_value(dist_output, key) == _table_value(output, key)

@@ -16,7 +16,6 @@ with ``torchrun --nproc-per-node N tools/predict.py ...``; rank 0 writes the one
 """
 import argparse
 import os
-import sys
 from typing import List, Optional
 
 import torch
@@ -27,7 +26,13 @@ import mmclip  # noqa: F401
 from mmclip.apis import get_model
 from mmclip.apis.batch_prediction import collect_inputs, output_format, predict_files
 from mmclip.apis.inference import BACKENDS, ImageClassificationInferencer
-from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.engine.launch import (
+    HelpFormatter,
+    add_debug_option,
+    debug_requested,
+    exit_code_of,
+    exit_process,
+)
 from mmclip.utils import PRECISIONS, autocast_context, check_precision
 from mmclip.utils.cpu import default_num_workers, usable_cores
 
@@ -113,4 +118,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

@@ -20,7 +20,6 @@ Without CUDA, distributed runs use gloo on the CPU.
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -43,6 +42,7 @@ from mmclip.engine.launch import (
     debug_requested,
     default_device,
     exit_code_of,
+    exit_process,
     init_cpu_process_group,
     set_data_root,
 )
@@ -188,4 +188,4 @@ def main(argv: Optional[List[str]] = None) -> int:
     return exit_code_of(lambda: run(parse_args(argv)), debug=debug_requested(argv))
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

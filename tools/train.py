@@ -17,7 +17,6 @@ class count stops the run. Without CUDA, distributed runs use the gloo backend o
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import List, Optional
 
 from mmengine.config import Config, DictAction
@@ -39,6 +38,7 @@ from mmclip.engine.launch import (
     debug_requested,
     default_device,
     exit_code_of,
+    exit_process,
     init_cpu_process_group,
     set_data_root,
 )
@@ -175,4 +175,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

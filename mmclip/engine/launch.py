@@ -13,15 +13,20 @@
   ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU-only machine). These helpers
   use gloo and CPU DDP there, and give every collective a finite timeout so that a dead
   rank ends the job instead of hanging it.
+- One way out of a tool's process (``exit_process``), which ends a distributed run
+  without the interpreter teardown that can abort a finished gloo rank.
 """
 import argparse
 import copy
 import datetime
+import gc
+import inspect
+import logging
 import os
 import os.path as osp
 import sys
 from argparse import Namespace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -187,9 +192,20 @@ def apply_common_args(cfg: Config, args: Namespace) -> Config:
     return cfg
 
 
+def _no_forward_buffer_sync() -> dict:
+    """The DDP argument that stops the per-forward broadcast of buffers (mmengine's
+    default): torch releases that deprecate ``broadcast_buffers`` with a FutureWarning
+    from every rank name it ``forward_sync_buffers``."""
+    ddp_args = inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+    if 'forward_sync_buffers' in ddp_args:
+        return dict(forward_sync_buffers=False)
+    return dict(broadcast_buffers=False)
+
+
 def configure_distributed(cfg: Config) -> None:
     """Edit ``cfg`` in place for its ``launcher``: a collective timeout (``env_cfg.dist_cfg.
-    timeout``, seconds) always; without CUDA, the gloo backend and CPU DDP.
+    timeout``, seconds) and, unless the config sets ``model_wrapper_cfg``, mmengine's DDP
+    wrapper; without CUDA, the gloo backend and CPU DDP.
 
     Raises:
         ValueError: a launcher other than 'pytorch' without CUDA.
@@ -198,17 +214,18 @@ def configure_distributed(cfg: Config) -> None:
         return
     dist_cfg = cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
     dist_cfg.setdefault('timeout', DEFAULT_DIST_TIMEOUT_S)
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = ConfigDict(
+            type='MMDistributedDataParallel',
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+            **_no_forward_buffer_sync())
     if torch.cuda.is_available():
         return
     if cfg.launcher != 'pytorch':
         raise ValueError(f'--launcher {cfg.launcher} needs CUDA; on the CPU use --launcher '
                          'pytorch (tools/dist_train.sh, tools/dist_test.sh).')
     dist_cfg.backend = 'gloo'
-    wrapper_cfg = ConfigDict(cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False)))
-    wrapper_cfg.device_ids = None  # CPU modules take no device_ids
-    cfg.model_wrapper_cfg = wrapper_cfg
+    cfg.model_wrapper_cfg.device_ids = None  # CPU modules take no device_ids
 
 
 def init_cpu_process_group(cfg: Config) -> None:
@@ -235,8 +252,7 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     one-line error, for a ``USER_ERRORS`` error (logged, so that it also reaches the log
     file, when ``run`` started a Runner; else printed to stderr as ``ERROR: <message>``).
     Other errors, and every error with ``debug`` (default: ``debug_requested()``),
-    propagate with their traceback. After a run that returns, the distributed process
-    group (if any) is destroyed."""
+    propagate with their traceback."""
     before = MMLogger.get_current_instance()
     try:
         result = run()
@@ -249,9 +265,25 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
         else:
             logger.error(user_message(err))
         return 1
-    # A process group left to the interpreter's teardown can abort a rank whose work is
-    # done (gloo: 'terminate called without an active exception', SIGABRT), failing a
-    # finished run; ending it here gives the run its real exit code.
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
     return result if isinstance(result, int) else 0
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a tool's process with exit status ``code``: ``sys.exit`` unless the process
+    joined a process group. Such a process destroys the group, lets the finished Runner's
+    DataLoader workers stop, flushes its logs and output, and leaves with ``os._exit``.
+
+    The interpreter's teardown is skipped on purpose: gloo's worker threads outlive
+    ``destroy_process_group``, and one that frees the last reference to a tensor of a
+    collective while the interpreter shuts down needs the GIL there, which aborts the
+    process ('terminate called without an active exception', SIGABRT) and turns a
+    finished rank into a failed job.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        sys.exit(code)
+    torch.distributed.destroy_process_group()
+    gc.collect()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
