@@ -169,3 +169,22 @@ def test_weights_over_the_protobuf_limit_go_to_an_external_file(tiny, images_dir
     onnx_file = export_onnx(model, tmp_path / 'big.onnx')
     assert (tmp_path / 'big.onnx.data').stat().st_size > onnx_file.stat().st_size
     _check_graph_against_torch(model, onnx_file, _photos(images_dir)[:3])
+
+
+def test_an_interrupted_export_leaves_the_previous_model(tiny, tmp_path, monkeypatch):
+    _, _, _, model = tiny
+    onnx_file = export_onnx(model, tmp_path / 'tiny.onnx')
+    before = onnx_file.read_bytes()
+    real_save = torch.onnx.ONNXProgram.save
+
+    def save_then_fail(program, destination, **kwargs):
+        real_save(program, destination, **kwargs)
+        with open(destination, 'r+b') as f:
+            f.truncate(100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx.ONNXProgram, 'save', save_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(model, onnx_file)
+    assert onnx_file.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ['tiny.onnx']

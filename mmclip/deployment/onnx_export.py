@@ -7,11 +7,16 @@ graph, so no user re-implements them (the usual source of "large difference afte
 export"). Resizing and cropping stay outside, as the config's test pipeline.
 """
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 from torch import nn
+
+from mmclip.utils.atomic_file import PARTIAL_PREFIX
 
 UINT8_RGB_INPUT = 'images'
 LOGITS_OUTPUT = 'logits'
@@ -45,6 +50,19 @@ def _param_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
+def _save_whole(program, out_file: Path, external_data: bool) -> None:
+    """Save ``program`` into a partial folder beside ``out_file``, then move its files
+    into place, the .onnx last: an interrupted export leaves neither half a model nor
+    a model whose weights file is incomplete."""
+    staging = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=out_file.parent))
+    try:
+        program.save(str(staging / out_file.name), external_data=external_data)
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == out_file.name):
+            os.replace(path, out_file.parent / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def export_onnx(model: nn.Module, out_file: Union[str, Path],
                 opset: Optional[int] = None) -> Path:
     """Export ``model`` (from ``get_model``) as in eval mode to ``out_file``.
@@ -53,6 +71,7 @@ def export_onnx(model: nn.Module, out_file: Union[str, Path],
     default (recent) opset unless ``opset`` is given, and the weights in
     ``<out_file>.data`` when they would not fit a 2 GiB protobuf. The class names
     (``model.dataset_meta['classes']``) and the input size go into the model's metadata.
+    ``out_file`` is replaced only by a complete model.
     """
     from .onnxruntime_classifier import require
     require('onnx', 'onnxscript')
@@ -75,7 +94,7 @@ def export_onnx(model: nn.Module, out_file: Union[str, Path],
         metadata['mmclip.classes'] = json.dumps(list(classes))
     program.model.metadata_props.update(metadata)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    program.save(str(out_file), external_data=_param_bytes(model) > _INLINE_WEIGHTS_LIMIT)
+    _save_whole(program, out_file, external_data=_param_bytes(model) > _INLINE_WEIGHTS_LIMIT)
     return out_file
 
 
