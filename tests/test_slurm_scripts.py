@@ -16,9 +16,11 @@ def fake_srun(tmp_path):
     record = tmp_path / 'srun_args'
     srun = tmp_path / 'bin' / 'srun'
     srun.parent.mkdir()
-    srun.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {record}\n')
+    srun.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {record}\n'
+                    f'echo "$OMP_NUM_THREADS $MKL_NUM_THREADS" > {record}.threads\n')
     srun.chmod(0o755)
-    env = dict(os.environ, PATH=f'{srun.parent}{os.pathsep}{os.environ["PATH"]}', GPUS='16',
+    env = {k: v for k, v in os.environ.items() if not k.endswith('_NUM_THREADS')}
+    env = dict(env, PATH=f'{srun.parent}{os.pathsep}{os.environ["PATH"]}', GPUS='16',
                SRUN_ARGS='--quotatype=spot')
     return env, record
 
@@ -48,6 +50,16 @@ def test_slurm_train_takes_an_optional_work_dir(fake_srun):
     assert args[12:] == ['cfg.py', '--work-dir', 'work', '--resume', '--launcher', 'slurm']
     assert run('slurm_train.sh', env, 'gpu', 'ft', 'cfg.py', '--amp').returncode == 0
     assert record.read_text().split('\n')[12:-1] == ['cfg.py', '--amp', '--launcher', 'slurm']
+
+
+def test_threads_default_to_one_and_keep_the_users_choice(fake_srun):
+    env, record = fake_srun
+    threads = Path(f'{record}.threads')
+    assert run('slurm_test.sh', env, 'gpu', 'eval', 'cfg.py', 'ckpt.pth').returncode == 0
+    assert threads.read_text() == '1 1\n'  # mmengine warns from every task when unset
+    assert run('slurm_test.sh', dict(env, OMP_NUM_THREADS='4'), 'gpu', 'eval', 'cfg.py',
+               'ckpt.pth').returncode == 0
+    assert threads.read_text() == '4 4\n'
 
 
 @pytest.mark.parametrize('script,count', [('slurm_test.sh', 4), ('slurm_train.sh', 3),
