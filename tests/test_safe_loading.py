@@ -108,31 +108,38 @@ def test_crafted_checkpoint_is_refused_and_never_runs(name, legacy, marker, tmp_
     assert HistoryBuffer([1.0, 3.0], [1, 1]).statistics('mean') == 2.0
 
 
-def test_poisoned_statistics_table_is_ignored_in_an_otherwise_valid_file(tmp_path):
-    """A real-looking training checkpoint whose buffer state carries a table entry: the
-    numbers load, the table is never written, statistics still work."""
+def test_foreign_statistics_are_dropped_never_built(tmp_path, capsys):
+    """A real-looking mmengine training checkpoint whose buffer state carries a poisoned
+    table entry: the buffer is never built (dropped with one warning naming it), the
+    weights load, the class-level table is untouched."""
     state = {'max_length': 10, '_log_history': np.array([1.0, 3.0]),
              '_count_history': np.array([1, 1]),
              'statistics_methods': {'mean': Reduce(getattr, HistoryBuffer, 'max')}}
-    path = save({'message_hub': {'log_scalars': {'loss': Build(HistoryBuffer, state)}}},
-                tmp_path / 'poison.pth', legacy=False)
+    weights = {'w': torch.arange(4.0)}
+    path = save({'state_dict': weights, 'message_hub': {
+        'log_scalars': {'loss': Build(HistoryBuffer, state)}, 'runtime_info': {'iter': 7}}},
+        tmp_path / 'poison.pth', legacy=False)
     before = dict(HistoryBuffer._statistics_methods)
     loaded = read_checkpoint_file(str(path))
-    buffer = loaded['message_hub']['log_scalars']['loss']
-    assert isinstance(buffer, HistoryBuffer) and buffer.mean() == 2.0
+    assert loaded['message_hub'] == {'log_scalars': {}, 'runtime_info': {'iter': 7}}
+    assert torch.equal(loaded['state_dict']['w'], weights['w'])
+    warning = [line for line in capsys.readouterr().out.splitlines() if 'dropped' in line]
+    assert len(warning) == 1 and 'message_hub.log_scalars.loss' in warning[0]
     assert HistoryBuffer._statistics_methods == before
     assert HistoryBuffer([1.0, 5.0], [1, 1]).statistics('mean') == 3.0
 
 
-def test_import_and_loads_leave_the_process_allow_list_as_it_was(tmp_path):
-    """Names the process allowed itself stay allowed after mmclip's scoped loads."""
+def test_numpy_outside_the_message_hub_is_refused_and_the_allow_list_untouched(tmp_path):
+    """numpy values are admitted nowhere but as mmengine's logging statistics, whatever
+    the process allowed itself; and a load changes nothing in torch's allow-list."""
     original = torch.serialization.get_safe_globals()
     torch.serialization.add_safe_globals([np.ndarray])
     try:
         before = set(torch.serialization.get_safe_globals())
         path = save({'x': np.float64(1.5), 'y': np.arange(2.0)}, tmp_path / 'np.pth',
                     legacy=False)
-        assert read_checkpoint_file(str(path))['x'] == 1.5
+        with pytest.raises(UnsafeCheckpointError, match=r'np\.pth: [xy] holds'):
+            read_checkpoint_file(str(path))
         assert set(torch.serialization.get_safe_globals()) == before
     finally:
         torch.serialization.clear_safe_globals()

@@ -12,13 +12,18 @@ torchvision (``mmclip.utils.collect_env``).
 Build it with ``MMClipRunner.from_cfg(cfg)``, or ``RUNNERS.build(cfg)`` with
 ``runner_type='MMClipRunner'`` in the config.
 """
-from typing import Callable, List, Tuple, Union
+from typing import Any, Callable, List, Tuple, Union
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
+from mmclip.checkpoint.loader import (
+    CheckpointFormatError,
+    extract_state_dict,
+    load_state_dict_into,
+    read_source,
+)
 from mmclip.checkpoint.safe_load import to_plain_data
 from mmclip.registry import HOOKS, RUNNERS
 from mmclip.utils.collect_env import collect_env
@@ -67,15 +72,39 @@ class MMClipRunner(Runner):
         """Load ``filename`` (a path or http(s) URL) into the model and return it as stored.
 
         ``revise_keys`` is accepted for mmengine's signature; the ``module.`` prefix it
-        removes by default is always dropped (``extract_state_dict``).
+        removes by default is always dropped (``extract_state_dict``). The checkpoint's
+        ``meta['config']`` is left out of what is returned (``_check_resume_meta``).
         """
         checkpoint, name = read_source(filename, map_location)
+        _check_resume_meta(checkpoint, name)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         load_state_dict_into(model, extract_state_dict(checkpoint, name), name,
                              strict=strict, logger=self.logger)
         self._has_loaded = True
         return checkpoint
+
+
+def _check_resume_meta(checkpoint: Any, name: str) -> None:
+    """Make ``meta`` safe for mmengine's ``Runner.resume``, which hands ``meta['config']``
+    to ``Config.fromstring`` (executing it as Python) to compare GPU counts: that key is
+    removed, never read. The counters resume uses must be what they claim.
+
+    Raises:
+        CheckpointFormatError: ``meta`` is not a dict, or its ``epoch`` / ``iter`` is not
+            a non-negative int; naming the file.
+    """
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise CheckpointFormatError(f'{name}: meta is a {type(meta).__name__}; expected a dict.')
+    meta.pop('config', None)
+    for key in ('epoch', 'iter'):
+        value = meta.get(key, 0)
+        if type(value) is not int or value < 0:
+            raise CheckpointFormatError(f'{name}: meta.{key} is {value!r}; expected a '
+                                        f'non-negative int.')
 
 
 def _indented(items: dict) -> str:
