@@ -90,15 +90,8 @@ def read_checkpoint_file(path: str, map_location: MapLocation = 'cpu',
                                   f'a safetensors file (an HTML error page or a text file?).')
     if file_format == 'safetensors':
         return check_plain_data(_read_safetensors(path, map_location), path)
-    is_zip = zipfile.is_zipfile(path)
-    try:
-        scanned = _scan_zip(path) if is_zip else _scan_legacy(path)
-    except pickle_scan.PickleRefusal as err:
-        raise UnsafeCheckpointError(_refusal(path, str(err))) from None
-    except pickle_scan.MalformedPickle as err:
-        raise CheckpointReadError(f'Cannot read checkpoint {path}: not a well-formed pickle '
-                                  f'({_first_line(err)}); is the file complete?') from None
-    checkpoint = _torch_load(path, scanned, map_location, mmap and is_zip)
+    scanned = scan_checkpoint(path)
+    checkpoint = _torch_load(path, scanned, map_location, mmap and zipfile.is_zipfile(path))
     if scanned.dropped_globals:
         checkpoint = _drop_statistics(checkpoint, path, scanned.dropped_globals)
     checkpoint = check_plain_data(checkpoint, path)
@@ -128,6 +121,22 @@ def _read_safetensors(path: str, map_location: MapLocation) -> dict:
 
 
 # ---- step 1: the opcode scan ---------------------------------------------------------------
+def scan_checkpoint(path: str) -> pickle_scan.Scan:
+    """Step 1 for a PyTorch file (zip or legacy format).
+
+    Raises:
+        UnsafeCheckpointError: a name or opcode outside mmclip's list, naming the file.
+        CheckpointReadError: not a well-formed zip or pickle.
+    """
+    try:
+        return _scan_zip(path) if zipfile.is_zipfile(path) else _scan_legacy(path)
+    except pickle_scan.PickleRefusal as err:
+        raise UnsafeCheckpointError(_refusal(path, str(err))) from None
+    except pickle_scan.MalformedPickle as err:
+        raise CheckpointReadError(f'Cannot read checkpoint {path}: not a well-formed pickle '
+                                  f'({_first_line(err)}); is the file complete?') from None
+
+
 def _zip_pickle(path: str, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
     """The one ``*/data.pkl`` entry, after checking that no entry is compressed (a
     deflated entry could inflate a thousandfold) and that the pickle is small."""
