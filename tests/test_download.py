@@ -15,7 +15,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Union
 
 import pytest
 import torch
@@ -101,14 +101,19 @@ def send(handler, body: bytes, status: int = 200, **headers) -> None:
     handler.wfile.write(body)
 
 
+def named(file: Union[str, int]) -> str:
+    """The path of a file ``download.sha256_of`` is given, by path or open descriptor."""
+    return file if isinstance(file, str) else os.readlink(f'/proc/self/fd/{file}')
+
+
 @pytest.fixture
 def hash_calls(monkeypatch) -> List[str]:
-    """The paths ``download.sha256_of`` hashes from now on."""
+    """The paths of the files ``download.sha256_of`` hashes from now on."""
     calls, original = [], download.sha256_of
 
-    def counting(path):
-        calls.append(path)
-        return original(path)
+    def counting(file):
+        calls.append(named(file))
+        return original(file)
 
     monkeypatch.setattr(download, 'sha256_of', counting)
     return calls
