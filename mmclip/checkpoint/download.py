@@ -278,10 +278,12 @@ def open_verified(path: str, remedy: str = _CHANGED_REMEDY) -> Iterator[str]:
     The file is opened once and the checks read that descriptor. The path yielded is
     ``/proc/self/fd/N``, the same open file, so renaming another file over ``path``
     after the check changes nothing that is read; it works for ``torch.load`` (also with
-    ``mmap=True``) and safetensors. Where ``/proc`` is absent, ``path`` itself is yielded
-    and, after the ``with`` block, it must still lead to the same unchanged file (device,
-    inode, size, mtime, ctime). Either way a file written in place during the block is
-    refused after it. A name without a hash, or no file, is yielded as it is.
+    ``mmap=True``) and safetensors. After the ``with`` block, a file written in place
+    during it (size or mtime) is refused. Where ``/proc`` is absent, ``path`` itself is
+    yielded and, after the block, must still lead to the same unchanged file (device,
+    inode, size, mtime, ctime). Memory-mapped tensors read the file later too: no check
+    can cover someone who writes into it in place; that is what the records' ctime
+    catches on the next use. A name without a hash, or no file, is yielded as it is.
 
     Raises:
         HashMismatchError: the file fails its hash, or changed while it was read; it is
@@ -297,20 +299,29 @@ def open_verified(path: str, remedy: str = _CHANGED_REMEDY) -> Iterator[str]:
         _check_descriptor(path, fd, opened, prefix, remedy)
         alias = _path_of_descriptor(fd, opened)
         yield alias or path
-        if not _unchanged(path if alias is None else fd, opened):
-            raise HashMismatchError(
+        if not (_written_since(fd, opened) if alias else _replaced_since(path, opened)):
+            return
+        raise HashMismatchError(
                 f'Refusing checkpoint {path}: it was changed or replaced after its SHA-256 '
                 f'was checked, while it was read. It was left in place: {remedy}.')
     finally:
         os.close(fd)
 
 
-def _unchanged(file: Union[str, int], opened: os.stat_result) -> bool:
-    """Whether ``file`` (a path, or a descriptor) is still the version ``opened`` was."""
+def _written_since(fd: int, opened: os.stat_result) -> bool:
+    """Whether the file open as ``fd`` was written since ``opened`` (its size or mtime).
+    Not its ctime: renaming another file over the name moves the ctime of the file it
+    unlinks, yet the bytes behind ``fd`` are still those verified."""
+    now = os.fstat(fd)
+    return (now.st_size, now.st_mtime_ns) != (opened.st_size, opened.st_mtime_ns)
+
+
+def _replaced_since(path: str, opened: os.stat_result) -> bool:
+    """Whether ``path`` no longer leads to the version of the file ``opened`` describes."""
     try:
-        return _stat_key(os.stat(file)) == _stat_key(opened)
+        return _stat_key(os.stat(path)) != _stat_key(opened)
     except OSError:  # the name was removed
-        return False
+        return True
 
 
 def verify_file(path: str, remedy: str) -> None:
