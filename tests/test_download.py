@@ -458,6 +458,24 @@ def test_dripping_server_is_refused_as_stalled(torch_home, scripted):
     assert cache_files(torch_home) == []
 
 
+def test_silent_server_is_refused_after_the_timeout(torch_home, scripted):
+    def fall_silent(handler):
+        handler.send_response(200)
+        handler.send_header('Content-Length', '100')
+        handler.end_headers()
+        handler.wfile.write(b'\x80' * 10)
+        handler.wfile.flush()
+        time.sleep(3)
+
+    url = scripted(fall_silent).url('silent.pth')
+    start = time.monotonic()
+    with pytest.raises(CheckpointDownloadError, match='no byte arrived for 1 s') as info:
+        download_checkpoint(url, progress=False, timeout=1)
+    assert time.monotonic() - start < 2.5
+    assert url in str(info.value) and 'after 10 bytes' in str(info.value)
+    assert cache_files(torch_home) == []
+
+
 @pytest.mark.parametrize('announced', [False, True], ids=['endless', 'announced'])
 def test_body_over_the_cap_is_refused(announced, torch_home, scripted):
     """A body without Content-Length that never ends, or a Content-Length over the cap

@@ -53,6 +53,7 @@ import os
 import os.path as osp
 import re
 import socket
+import stat
 import time
 import urllib.request
 import zipfile
@@ -84,8 +85,9 @@ DEFAULT_STALL_TIMEOUT = 60.0
 MIN_BYTES_PER_STALL_WINDOW = 64 << 10
 # safetensors' own limit; a claimed header size is checked before the header is read.
 _MAX_SAFETENSORS_HEADER = 100 << 20
-# A file opened for hashing must not be translated (Windows opens in text mode without it).
-_READ_BINARY = os.O_RDONLY | getattr(os, 'O_BINARY', 0)
+# A file opened for hashing must not be translated (Windows opens in text mode without it),
+# and a FIFO put at the name must not block the open.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_NONBLOCK', 0)
 
 
 class CheckpointDownloadError(OSError):
@@ -293,9 +295,12 @@ def open_verified(path: str, remedy: str = _CHANGED_REMEDY) -> Iterator[str]:
     if prefix is None or not osp.isfile(path):
         yield path
         return
-    fd = os.open(path, _READ_BINARY)
+    fd = os.open(path, _OPEN_FLAGS)
     try:
         opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):  # replaced since the isfile above
+            raise HashMismatchError(f'Refusing checkpoint {path}: it is no longer a regular '
+                                    f'file. It was left in place: {remedy}.')
         _check_descriptor(path, fd, opened, prefix, remedy)
         alias = _path_of_descriptor(fd, opened)
         yield alias or path
@@ -428,9 +433,10 @@ def _stream_to(read: Callable[[int], bytes], tmp_file: BinaryIO, total: Optional
             # One byte past the limit is enough to know the body is too long.
             chunk = read(min(_CHUNK, limit + 1 - received))
         except socket.timeout:
-            if received != total:
-                raise
-            break  # all announced bytes arrived, the server kept the connection open
+            if received == total:
+                break  # all announced bytes arrived, the server kept the connection open
+            raise OSError(f'no byte arrived for {limits.timeout:g} s (timeout) after '
+                          f'{received} bytes') from None
         if not chunk:
             break
         received += len(chunk)
