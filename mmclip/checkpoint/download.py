@@ -304,9 +304,9 @@ def open_verified(path: str, remedy: str = _CHANGED_REMEDY) -> Iterator[str]:
         _check_descriptor(path, fd, opened, prefix, remedy)
         alias = _path_of_descriptor(fd, opened)
         yield alias or path
-        if not (_written_since(fd, opened) if alias else _replaced_since(path, opened)):
-            return
-        raise HashMismatchError(
+        changed = _written_since(fd, opened) if alias else _replaced_since(path, opened)
+        if changed:
+            raise HashMismatchError(
                 f'Refusing checkpoint {path}: it was changed or replaced after its SHA-256 '
                 f'was checked, while it was read. It was left in place: {remedy}.')
     finally:
@@ -421,8 +421,8 @@ def _stream_to(read: Callable[[int], bytes], tmp_file: BinaryIO, total: Optional
     Raises OSError, naming the bound, when more arrives than ``total`` (the announced
     size) or than ``limits.max_bytes``, when the connection closes before ``total`` bytes
     (a file without a hash in its name has no other check), and when the download runs
-    past ``deadline_at`` or stalls. Both are checked after each read; one read waits at
-    most the socket timeout.
+    past ``deadline_at`` or stalls. The deadline and the stall are checked after each read;
+    one read waits at most the socket timeout.
     """
     limit = limits.max_bytes if total is None else total
     bar = ProgressBar(-(-total // _CHUNK) if total else 0) if progress else None
