@@ -1,7 +1,8 @@
 """Checkpoint downloads and the cache: every hash-named file verified before use (once per
-change), files mmclip did not write never deleted, the source loaded named in the log, and
-download hygiene (not-a-checkpoint answers, host-keyed names, stale partials, deadline,
-umask, one download for concurrent processes, the server's published SHA-256).
+change, the bytes verified being the bytes loaded), files mmclip did not write never
+deleted, the source loaded named in the log, and download hygiene (not-a-checkpoint and
+incomplete answers, host-keyed names, stale partials, deadline, stalls, size caps, umask,
+one download for concurrent processes, the server's published SHA-256).
 
 Checkpoints are tiny tensors; URLs are served by 127.0.0.1 servers the tests start.
 """
@@ -14,8 +15,9 @@ import os
 import stat
 import threading
 import time
+import zipfile
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Union
 
 import pytest
 import torch
@@ -29,6 +31,7 @@ from mmclip.checkpoint import (
     load_checkpoint,
 )
 from mmclip.checkpoint.loader import read_source
+from mmclip.checkpoint.safe_load import CheckpointReadError, read_checkpoint_file
 
 
 def checkpoint_bytes(value: float) -> bytes:
@@ -101,14 +104,19 @@ def send(handler, body: bytes, status: int = 200, **headers) -> None:
     handler.wfile.write(body)
 
 
+def named(file: Union[str, int]) -> str:
+    """The path of a file ``download.sha256_of`` is given, by path or open descriptor."""
+    return file if isinstance(file, str) else os.readlink(f'/proc/self/fd/{file}')
+
+
 @pytest.fixture
 def hash_calls(monkeypatch) -> List[str]:
-    """The paths ``download.sha256_of`` hashes from now on."""
+    """The paths of the files ``download.sha256_of`` hashes from now on."""
     calls, original = [], download.sha256_of
 
-    def counting(path):
-        calls.append(path)
-        return original(path)
+    def counting(file):
+        calls.append(named(file))
+        return original(file)
 
     monkeypatch.setattr(download, 'sha256_of', counting)
     return calls
@@ -192,6 +200,89 @@ def test_local_path_named_with_a_hash_is_verified(tmp_path, hash_calls):
     assert value_of(read_source(str(right))[0]) == 1.0
     assert value_of(read_source(str(plain))[0]) == 1.0
     assert hash_calls == [str(wrong), str(right)]  # a name without a hash is not checked
+
+
+def test_in_place_rewrite_with_the_mtime_put_back_is_hashed_again(torch_home, http_server,
+                                                                 hash_calls):
+    """Size, inode and mtime restored: only the ctime (which ``os.utime`` moves) tells."""
+    good, bad = checkpoint_bytes(1.0), checkpoint_bytes(3.0)
+    assert len(good) == len(bad)
+    path = put_in_cache(torch_home, hashed_name(good), good)
+    url = http_server.url(path.name)
+    assert value_of(read_source(url)[0]) == 1.0
+    before = path.stat()
+
+    time.sleep(0.05)  # timestamps move in kernel clock ticks
+    with open(path, 'r+b') as f:
+        f.write(bad)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert ((after.st_ino, after.st_size, after.st_mtime_ns) ==
+            (before.st_ino, before.st_size, before.st_mtime_ns))
+    assert after.st_ctime_ns != before.st_ctime_ns
+
+    with pytest.raises(HashMismatchError, match='left in place'):
+        read_source(url)
+    assert hash_calls == [str(path)] * 2
+    assert path.read_bytes() == bad
+
+
+@pytest.mark.parametrize('proc', [True, False], ids=['proc-fd', 'no-proc'])
+@pytest.mark.parametrize('swap_after', [1, 2], ids=['fetch-hash', 'read-hash'])
+def test_file_swapped_after_its_hash_is_never_loaded(swap_after, proc, torch_home, tmp_path,
+                                                     monkeypatch):
+    """Another file renamed over the name right after hash number ``swap_after``: the
+    one when the source is fetched, or the one when it is read. No record can be written
+    (a read-only TORCH_HOME), so both hash. Without /proc the name is checked again
+    after the read."""
+    good, other = checkpoint_bytes(1.0), checkpoint_bytes(2.0)
+    path = tmp_path / hashed_name(good)
+    path.write_bytes(good)
+    swap_in = tmp_path / 'other.pth'
+    swap_in.write_bytes(other)
+    monkeypatch.setattr(download, '_record_digest', lambda *args: None)
+    if not proc:
+        monkeypatch.setattr(download, '_path_of_descriptor', lambda fd, opened: None)
+    digests, original = [], download.sha256_of
+
+    def hash_then_swap(file):
+        digests.append(original(file))
+        if len(digests) == swap_after:
+            os.replace(swap_in, path)
+        return digests[-1]
+
+    monkeypatch.setattr(download, 'sha256_of', hash_then_swap)
+
+    if proc and swap_after == 2:
+        assert value_of(read_source(str(path))[0]) == 1.0  # the bytes hashed
+    else:  # /proc: the read hashes the new file; none: the name is checked after a read
+        expected = 'promises' if proc else 'changed or replaced'
+        with pytest.raises(HashMismatchError, match=expected) as info:
+            read_source(str(path))
+        assert str(path) in str(info.value) and '\n' not in str(info.value)
+    assert path.read_bytes() == other  # the swap did happen, and the file was left
+    assert digests[0] == sha256(good)
+
+
+def test_file_rewritten_while_it_is_read_is_refused(tmp_path):
+    good = checkpoint_bytes(1.0)
+    path = tmp_path / hashed_name(good)
+    path.write_bytes(good)
+    time.sleep(0.05)  # timestamps move in kernel clock ticks
+    with pytest.raises(HashMismatchError, match='changed or replaced'):
+        with download.open_verified(str(path)) as readable:
+            assert readable != str(path)  # /proc/self/fd/N
+            assert value_of(read_checkpoint_file(readable, mmap=True)) == 1.0
+            path.write_bytes(checkpoint_bytes(3.0))
+
+
+def test_read_errors_name_the_file_not_its_descriptor(tmp_path):
+    broken = checkpoint_bytes(1.0)[:300]
+    path = tmp_path / hashed_name(broken)
+    path.write_bytes(broken)
+    with pytest.raises(CheckpointReadError) as info:
+        read_source(str(path))
+    assert str(path) in str(info.value) and '/proc/' not in str(info.value)
 
 
 # ---- the log names the source actually loaded ------------------------------------------------
@@ -344,3 +435,149 @@ def test_published_sha256_is_checked(where, right, torch_home, scripted):
         read_source(url)
     assert url in str(info.value) and published.strip('"') in str(info.value)
     assert cache_files(torch_home) == []
+
+
+# ---- bounds: stalls, sizes, completeness -----------------------------------------------------
+def test_dripping_server_is_refused_as_stalled(torch_home, scripted):
+    """A byte every 2 s never trips the socket timeout; the stall check ends it."""
+    def drip(handler):
+        handler.send_response(200)
+        handler.send_header('Content-Length', '100')
+        handler.end_headers()
+        for _ in range(5):
+            handler.wfile.write(b'\x80')
+            handler.wfile.flush()
+            time.sleep(2)
+
+    url = scripted(drip).url('drip.pth')
+    start = time.monotonic()
+    with pytest.raises(CheckpointDownloadError, match='stalled') as info:
+        download_checkpoint(url, progress=False, stall_timeout=1)
+    assert time.monotonic() - start < 4
+    assert url in str(info.value) and '\n' not in str(info.value)
+    assert cache_files(torch_home) == []
+
+
+def test_silent_server_is_refused_after_the_timeout(torch_home, scripted):
+    def fall_silent(handler):
+        handler.send_response(200)
+        handler.send_header('Content-Length', '100')
+        handler.end_headers()
+        handler.wfile.write(b'\x80' * 10)
+        handler.wfile.flush()
+        time.sleep(3)
+
+    url = scripted(fall_silent).url('silent.pth')
+    start = time.monotonic()
+    with pytest.raises(CheckpointDownloadError, match='no byte arrived for 1 s') as info:
+        download_checkpoint(url, progress=False, timeout=1)
+    assert time.monotonic() - start < 2.5
+    assert url in str(info.value) and 'after 10 bytes' in str(info.value)
+    assert cache_files(torch_home) == []
+
+
+@pytest.mark.parametrize('announced', [False, True], ids=['endless', 'announced'])
+def test_body_over_the_cap_is_refused(announced, torch_home, scripted):
+    """A body without Content-Length that never ends, or a Content-Length over the cap
+    (refused before the body is read)."""
+    cap = 256 << 10
+
+    def endless(handler):
+        handler.send_response(200)
+        if announced:
+            handler.send_header('Content-Length', str(cap + 1))
+        handler.end_headers()
+        for _ in range(100):  # 6.4 MiB at most, unless the client hangs up first
+            handler.wfile.write(b'\x80' * (64 << 10))
+
+    server = scripted(endless)
+    url = server.url('endless.pth')
+    with pytest.raises(CheckpointDownloadError, match='max_bytes') as info:
+        download_checkpoint(url, progress=False, max_bytes=cap)
+    assert url in str(info.value)
+    assert ('announces' in str(info.value)) == announced
+    assert cache_files(torch_home) == []
+
+
+def test_body_longer_than_its_content_length_is_refused(torch_home, scripted):
+    data = checkpoint_bytes(1.0)
+    server = scripted(lambda h: (send(h, data), h.wfile.write(b'\0' * 1000)))
+    url = server.url('longer.pth')
+    with pytest.raises(CheckpointDownloadError, match='more than its Content-Length') as info:
+        download_checkpoint(url, progress=False)
+    assert url in str(info.value)
+    assert cache_files(torch_home) == []
+
+
+def test_server_keeping_the_connection_open_after_the_body_is_fine(torch_home, scripted):
+    """The whole body arrived; nothing more comes before the timeout: it is complete."""
+    data = checkpoint_bytes(1.0)
+
+    def keep_open(handler):
+        send(handler, data)
+        handler.wfile.flush()
+        time.sleep(3)
+
+    path = download_checkpoint(scripted(keep_open).url('open.pth'), progress=False, timeout=1)
+    assert Path(path).read_bytes() == data
+
+
+def safetensors_bytes(value: float) -> bytes:
+    from safetensors.torch import save
+    return save({'weight': torch.full((2, 2), value), 'bias': torch.full((2, ), value)})
+
+
+def legacy_bytes(value: float) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({'weight': torch.full((2, 2), value), 'bias': torch.full((2, ), value)}, buffer,
+               _use_new_zipfile_serialization=False)
+    return buffer.getvalue()
+
+
+def safetensors_with_header(header: bytes, data: bytes = b'\0' * 16) -> bytes:
+    return len(header).to_bytes(8, 'little') + header + data
+
+
+def zip_bytes(name: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, 'w') as archive:
+        archive.writestr(name, b'x' * 100)
+    return buffer.getvalue()
+
+
+INCOMPLETE = {
+    'truncated-zip': lambda: checkpoint_bytes(1.0)[:len(checkpoint_bytes(1.0)) // 2],
+    'zip-without-data.pkl': lambda: zip_bytes('index.html'),
+    'html-starting-with-PK': lambda: b'PK\x03\x04<!DOCTYPE html><html>Log in</html>' * 10,
+    'truncated-safetensors': lambda: safetensors_bytes(1.0)[:-4],
+    'safetensors-header-not-json': lambda: safetensors_with_header(b'{"weight": [1, 2'),
+    'safetensors-offsets-not-ints': lambda: safetensors_with_header(
+        b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": ["0", 16]}}'),
+    'legacy-without-protocol': lambda: b'\x80\x00' + legacy_bytes(1.0)[2:],
+}
+
+
+@pytest.mark.parametrize('kind', list(INCOMPLETE))
+def test_incomplete_checkpoint_is_refused_and_not_cached(kind, torch_home, scripted):
+    body = INCOMPLETE[kind]()
+    server = scripted(lambda h: send(h, body, Content_Type='application/octet-stream'))
+    url = server.url('models/vit.pth')
+    for _ in range(2):  # nothing cached: the second call asks the server again
+        with pytest.raises(CheckpointDownloadError, match='not a complete checkpoint') as info:
+            download_checkpoint(url, progress=False)
+        assert url in str(info.value) and 'not cached' in str(info.value)
+        assert '\n' not in str(info.value)
+    assert len(server.requests) == 2
+    assert cache_files(torch_home) == []
+
+
+@pytest.mark.parametrize('make', [checkpoint_bytes, legacy_bytes, safetensors_bytes],
+                         ids=['zip', 'legacy', 'safetensors'])
+def test_whole_checkpoint_of_each_format_is_cached(make, torch_home, http_server):
+    data = make(1.0)
+    (http_server.root / 'model.pth').write_bytes(data)
+    url = http_server.url('model.pth')
+    assert value_of(read_source(url)[0]) == 1.0
+    assert value_of(read_source(url)[0]) == 1.0
+    assert http_server.requests == ['/model.pth']
+    assert len(cache_files(torch_home)) == 1

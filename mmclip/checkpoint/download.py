@@ -5,15 +5,36 @@ directory torch.hub and mmengine use, so a checkpoint either of them already dow
 is found and not fetched again. A file name ending in ``-<hex>.<ext>`` (``...-b384e830.pth``)
 carries the start of the file's SHA-256. Such a file is checked before it is used,
 whether mmclip downloaded it, found it in the cache or was given its local path; the
-result is recorded (keyed by the file's size, mtime and inode, in
-``$TORCH_HOME/hub/mmclip/verified``) so that an unchanged file is hashed once. A file
-that fails is refused and left where it is; only a download mmclip itself made is deleted.
-Where the server publishes the file's SHA-256 (Hugging Face's ``X-Linked-Etag``), the
-download is checked against it too.
+result is recorded (keyed by the file's device, inode, size, mtime and ctime, in
+``$TORCH_HOME/hub/mmclip/verified``) so that an unchanged file is hashed once. The ctime
+is in the key because a file rewritten in place can be given its old mtime back, and
+setting it moves the ctime. A file that fails is refused and left where it is; only a
+download mmclip itself made is deleted. Where the server publishes the file's SHA-256
+(Hugging Face's ``X-Linked-Etag``), the download is checked against it too.
 
-Downloads are written to a temporary file, checked (a checkpoint, not an HTML page; the
-hashes) and only then renamed into the cache, with the permissions the user's umask
-gives. One process per cache downloads a given URL; the others wait for its file.
+The bytes verified are the bytes loaded: ``open_verified`` opens the file once, checks
+what that descriptor reads, and hands the reader ``/proc/self/fd/N``, the same open file,
+so a file renamed over the name after the check is never read. Where ``/proc`` is absent
+the reader gets the name, and the file is refused if the name no longer leads to the
+same, unchanged file after the read.
+
+Downloads are written to a temporary file, checked and only then renamed into the cache,
+with the permissions the user's umask gives. One process per cache downloads a given URL;
+the others wait for its file. Every download is bounded:
+
+- size: the server's ``Content-Length`` when it sends one, and ``max_bytes`` (default
+  16 GiB, ``DEFAULT_MAX_BYTES``) always; an announced size over the cap is refused before
+  the body is read, and a body longer than it announced, or than the cap, is refused;
+- time: ``timeout`` seconds for the server to answer and for each read, at least 64 KiB
+  every ``stall_timeout`` seconds (default 60: a server dripping a byte at a time has
+  stalled), and ``deadline`` seconds (default 3 h) for the whole download;
+- completeness: a zip-format (PyTorch) file's central directory must read and hold
+  ``data.pkl``, a safetensors file's JSON header must parse with every tensor's data
+  inside the file, a legacy PyTorch file must start with a pickle protocol marker. An
+  error page, a truncated file or a body that is not a checkpoint is deleted, not cached.
+
+Each refusal is one error naming the URL. The model zoo records no file sizes, so
+``Content-Length`` and the cap are the size bounds.
 
 Mirrors map URL prefixes to other prefixes, from the ``mirrors`` argument or the
 ``MMCLIP_MIRRORS`` environment variable::
@@ -22,17 +43,21 @@ Mirrors map URL prefixes to other prefixes, from the ``mirrors`` argument or the
     https://huggingface.co=/nfs/hf-files"
 
 A target that is not an http(s) URL is a local directory: the file is read from there
-(and still verified) instead of being downloaded.
+(and still verified, and bounded by ``max_bytes``) instead of being downloaded.
 """
+import contextlib
 import hashlib
 import http.client
 import json
 import os
 import os.path as osp
 import re
+import socket
+import stat
 import time
 import urllib.request
-from typing import Mapping, NamedTuple, Optional
+import zipfile
+from typing import BinaryIO, Callable, Iterator, Mapping, NamedTuple, Optional, Union
 
 import torch
 from filelock import FileLock, Timeout
@@ -52,6 +77,17 @@ _CHUNK = 1 << 20  # 1 MiB: one progress-bar step
 # killed download, never to a live one (the deadline below ends any download sooner).
 STALE_PARTIAL_SECONDS = 6 * 3600
 DEFAULT_DEADLINE = 3 * 3600.0
+# Over twice the largest zoo file (ViT-H/14, 2.5 GB); a server cannot fill the disk.
+DEFAULT_MAX_BYTES = 16 << 30
+DEFAULT_STALL_TIMEOUT = 60.0
+# Less than this in one stall window is a stall: a byte every few seconds never trips a
+# socket timeout, yet would take the whole deadline.
+MIN_BYTES_PER_STALL_WINDOW = 64 << 10
+# safetensors' own limit; a claimed header size is checked before the header is read.
+_MAX_SAFETENSORS_HEADER = 100 << 20
+# A file opened for hashing must not be translated (Windows opens in text mode without it),
+# and a FIFO put at the name must not block the open.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_NONBLOCK', 0)
 
 
 class CheckpointDownloadError(OSError):
@@ -143,18 +179,31 @@ def resolve_mirror(url: str, mirrors: Optional[Mapping[str, str]] = None) -> str
     return target.rstrip('/') + '/' + rest.lstrip('/')
 
 
-def sha256_of(path: str) -> str:
+def sha256_of(file: Union[str, int]) -> str:
+    """The SHA-256 of a file given by path, or by an open descriptor: then the bytes hashed
+    are those of the file open there, whatever its name leads to by now. The descriptor is
+    read from its start and left open."""
+    if isinstance(file, str):
+        with open(file, 'rb') as f:
+            return _sha256_of_descriptor(f.fileno())
+    return _sha256_of_descriptor(file)
+
+
+def _sha256_of_descriptor(fd: int) -> str:
     digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b''):
-            digest.update(chunk)
+    os.lseek(fd, 0, os.SEEK_SET)
+    for chunk in iter(lambda: os.read(fd, _CHUNK), b''):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
 # ---- verifying a file before use -------------------------------------------------------------
-def _stat_key(path: str) -> dict:
-    st = os.stat(path)
-    return dict(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+def _stat_key(st: os.stat_result) -> dict:
+    """What tells one version of a file from another: a file renamed over the name has
+    another device or inode, and a rewrite moves the ctime even when the mtime is put
+    back (``os.utime`` sets the ctime too)."""
+    return dict(dev=st.st_dev, inode=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                ctime_ns=st.st_ctime_ns)
 
 
 def _record_path(path: str) -> str:
@@ -192,9 +241,99 @@ def _record_digest(path: str, stat_key: dict, digest: str) -> None:
         pass
 
 
+def _check_descriptor(path: str, fd: int, opened: os.stat_result, prefix: str,
+                      remedy: str) -> None:
+    """Check the file open as ``fd`` (``opened`` is its fstat, taken before hashing, so a
+    file changed meanwhile is hashed again next time) against ``prefix``: its record if
+    one was made for exactly this version of it, else its bytes."""
+    stat_key = _stat_key(opened)
+    digest = _recorded_digest(path, stat_key)
+    if digest is None:
+        digest = sha256_of(fd)
+        if digest.startswith(prefix):
+            _record_digest(path, stat_key, digest)
+    if not digest.startswith(prefix):
+        raise HashMismatchError(
+            f'Refusing checkpoint {path}: its name promises a SHA-256 starting with {prefix}, '
+            f'but the file\'s is {digest}. It was left in place: {remedy}.')
+
+
+def _path_of_descriptor(fd: int, opened: os.stat_result) -> Optional[str]:
+    """A path that opens the very file open as ``fd`` whatever its name leads to now
+    (Linux's ``/proc/self/fd/N``), or None where the system has none."""
+    alias = f'/proc/self/fd/{fd}'
+    try:
+        st = os.stat(alias)
+    except OSError:
+        return None
+    return alias if (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino) else None
+
+
+_CHANGED_REMEDY = 'check what else writes to it, and replace it with the published file'
+
+
+@contextlib.contextmanager
+def open_verified(path: str, remedy: str = _CHANGED_REMEDY) -> Iterator[str]:
+    """Verify ``path`` (see ``verify_file``) and yield a path to read exactly the bytes
+    verified.
+
+    The file is opened once and the checks read that descriptor. The path yielded is
+    ``/proc/self/fd/N``, the same open file, so renaming another file over ``path``
+    after the check changes nothing that is read; it works for ``torch.load`` (also with
+    ``mmap=True``) and safetensors. After the ``with`` block, a file written in place
+    during it (size or mtime) is refused. Where ``/proc`` is absent, ``path`` itself is
+    yielded and, after the block, must still lead to the same unchanged file (device,
+    inode, size, mtime, ctime). Memory-mapped tensors read the file later too: no check
+    can cover someone who writes into it in place; that is what the records' ctime
+    catches on the next use. A name without a hash, or no file, is yielded as it is.
+
+    Raises:
+        HashMismatchError: the file fails its hash, or changed while it was read; it is
+            left in place and ``remedy`` ends the message.
+    """
+    prefix = _hash_prefix_of_name(osp.basename(path))
+    if prefix is None or not osp.isfile(path):
+        yield path
+        return
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):  # replaced since the isfile above
+            raise HashMismatchError(f'Refusing checkpoint {path}: it is no longer a regular '
+                                    f'file. It was left in place: {remedy}.')
+        _check_descriptor(path, fd, opened, prefix, remedy)
+        alias = _path_of_descriptor(fd, opened)
+        yield alias or path
+        changed = _written_since(fd, opened) if alias else _replaced_since(path, opened)
+        if changed:
+            raise HashMismatchError(
+                f'Refusing checkpoint {path}: it was changed or replaced after its SHA-256 '
+                f'was checked, while it was read. It was left in place: {remedy}.')
+    finally:
+        os.close(fd)
+
+
+def _written_since(fd: int, opened: os.stat_result) -> bool:
+    """Whether the file open as ``fd`` was written since ``opened`` (its size or mtime).
+    Not its ctime: renaming another file over the name moves the ctime of the file it
+    unlinks, yet the bytes behind ``fd`` are still those verified."""
+    now = os.fstat(fd)
+    return (now.st_size, now.st_mtime_ns) != (opened.st_size, opened.st_mtime_ns)
+
+
+def _replaced_since(path: str, opened: os.stat_result) -> bool:
+    """Whether ``path`` no longer leads to the version of the file ``opened`` describes."""
+    try:
+        return _stat_key(os.stat(path)) != _stat_key(opened)
+    except OSError:  # the name was removed
+        return True
+
+
 def verify_file(path: str, remedy: str) -> None:
     """Check ``path`` against the SHA-256 prefix its name carries (nothing to check
-    without one), hashing it only if it changed since it last passed.
+    without one), hashing it only if it changed since it last passed. A caller that reads
+    the file afterwards should read it through ``open_verified`` instead: the name may
+    lead to another file by then.
 
     Args:
         path: the file about to be used; never deleted or changed.
@@ -203,19 +342,8 @@ def verify_file(path: str, remedy: str) -> None:
     Raises:
         HashMismatchError: one line naming the path, the expected prefix and the digest.
     """
-    prefix = _hash_prefix_of_name(osp.basename(path))
-    if prefix is None or not osp.isfile(path):
-        return
-    stat_key = _stat_key(path)
-    digest = _recorded_digest(path, stat_key)
-    if digest is None:
-        digest = sha256_of(path)
-        if digest.startswith(prefix):
-            _record_digest(path, stat_key, digest)
-    if not digest.startswith(prefix):
-        raise HashMismatchError(
-            f'Refusing checkpoint {path}: its name promises a SHA-256 starting with {prefix}, '
-            f'but the file\'s is {digest}. It was left in place: {remedy}.')
+    with open_verified(path, remedy):
+        pass
 
 
 def verify_local_file(path: str) -> None:
@@ -278,23 +406,59 @@ class _Received(NamedTuple):
     content_type: str
 
 
-def _stream_to(read, tmp_file, total: Optional[int], progress: bool,
-               deadline_at: float, deadline: float) -> str:
+class _Limits(NamedTuple):
+    """The bounds of one download (see the module docstring)."""
+    timeout: float
+    deadline: float
+    max_bytes: int
+    stall_timeout: float
+
+
+def _stream_to(read: Callable[[int], bytes], tmp_file: BinaryIO, total: Optional[int],
+               progress: bool, limits: _Limits, deadline_at: float) -> str:
     """Copy ``read()`` chunks into ``tmp_file`` until EOF and return their SHA-256.
 
-    Raises OSError when the download runs past ``deadline_at`` (checked after each read;
-    one read waits at most the socket timeout) or a connection closes before ``total``
-    bytes (a file without a hash in its name has no other check).
+    Raises OSError, naming the bound, when more arrives than ``total`` (the announced
+    size) or than ``limits.max_bytes``, when the connection closes before ``total`` bytes
+    (a file without a hash in its name has no other check), and when the download runs
+    past ``deadline_at`` or stalls. The deadline and the stall are checked after each read;
+    one read waits at most the socket timeout.
     """
+    limit = limits.max_bytes if total is None else total
     bar = ProgressBar(-(-total // _CHUNK) if total else 0) if progress else None
     digest, received, steps = hashlib.sha256(), 0, 0
-    for chunk in iter(lambda: read(_CHUNK), b''):
+    window_start, window_bytes = time.monotonic(), 0
+    while True:
+        try:
+            # One byte past the limit is enough to know the body is too long.
+            chunk = read(min(_CHUNK, limit + 1 - received))
+        except socket.timeout:
+            if received == total:
+                break  # all announced bytes arrived, the server kept the connection open
+            raise OSError(f'no byte arrived for {limits.timeout:g} s (timeout) after '
+                          f'{received} bytes') from None
+        if not chunk:
+            break
+        received += len(chunk)
+        if received > limit:
+            raise OSError(f'the server sent more than its Content-Length of {total} bytes'
+                          if total is not None else
+                          f'the download exceeded the {limit}-byte cap (max_bytes)')
         tmp_file.write(chunk)
         digest.update(chunk)
-        received += len(chunk)
-        if time.monotonic() > deadline_at:
-            raise OSError(f'the download did not finish within its {deadline:g} s deadline '
-                          f'({received} bytes received)')
+        now = time.monotonic()
+        if now > deadline_at:
+            raise OSError(f'the download did not finish within its {limits.deadline:g} s '
+                          f'deadline ({received} bytes received)')
+        window_bytes += len(chunk)
+        if now - window_start >= limits.stall_timeout:
+            if window_bytes < MIN_BYTES_PER_STALL_WINDOW:
+                raise OSError(
+                    f'the download stalled: {window_bytes} bytes in {now - window_start:.1f} '
+                    f's, under the {MIN_BYTES_PER_STALL_WINDOW} bytes per '
+                    f'{limits.stall_timeout:g} s (stall_timeout) it needs ({received} bytes '
+                    f'received)')
+            window_start, window_bytes = now, 0
         while bar is not None and steps < received // _CHUNK:
             bar.update()
             steps += 1
@@ -305,40 +469,122 @@ def _stream_to(read, tmp_file, total: Optional[int], progress: bool,
     return digest.hexdigest()
 
 
-def _fetch(location: str, tmp_file, progress: bool, timeout: float,
-           deadline: float) -> _Received:
+def _announced_size(headers, max_bytes: int) -> Optional[int]:
+    """The response's Content-Length, refused before the body is read if over the cap."""
+    length = headers.get('Content-Length')
+    total = int(length) if length and length.isdigit() else None
+    if total is not None and total > max_bytes:
+        raise OSError(f'the server announces {total} bytes, more than the {max_bytes}-byte '
+                      f'cap (max_bytes)')
+    return total
+
+
+def _fetch(location: str, tmp_file: BinaryIO, progress: bool, limits: _Limits) -> _Received:
     """Copy ``location`` (an http(s) URL or a local file of a mirror folder) into tmp_file."""
-    deadline_at = time.monotonic() + deadline
+    deadline_at = time.monotonic() + limits.deadline
     if not is_url(location):
         if not osp.isfile(location):
             raise FileNotFoundError(f'mirror file {location} does not exist')
         with open(location, 'rb') as src:
-            digest = _stream_to(src.read1, tmp_file, None, False, deadline_at, deadline)
+            digest = _stream_to(src.read1, tmp_file, None, False, limits, deadline_at)
         return _Received(digest, None, '')
     redirects = _RecordingRedirects()
     request = urllib.request.Request(location, headers={'User-Agent': 'mmclip'})
-    with urllib.request.build_opener(redirects).open(request, timeout=timeout) as response:
-        length = response.headers.get('Content-Length')
-        total = int(length) if length and length.isdigit() else None
+    with urllib.request.build_opener(redirects).open(request,
+                                                     timeout=limits.timeout) as response:
+        total = _announced_size(response.headers, limits.max_bytes)
         size = f' ({total / 2**20:.1f} MiB, progress in MiB)' if total else ''
         if progress:
             print_log(f'Downloading {location}{size}', logger='current')
+        # http.client stops at Content-Length and drops the rest unseen; read to the end of
+        # the body instead (urllib asks for "Connection: close"), so a longer one is refused.
+        response.length = None
         # read1: returns what has arrived; read(n) would wait for all n bytes, past the deadline.
-        digest = _stream_to(response.read1, tmp_file, total, progress, deadline_at, deadline)
+        digest = _stream_to(response.read1, tmp_file, total, progress, limits, deadline_at)
         published = [published_sha256(h) for h in (*redirects.headers, response.headers)]
         return _Received(digest, next(filter(None, published), None),
                          response.headers.get('Content-Type', ''))
 
 
+# ---- is a download a whole checkpoint --------------------------------------------------------
+def _offsets_within(offsets, data_size: int) -> bool:
+    return (isinstance(offsets, list) and len(offsets) == 2
+            and all(type(offset) is int for offset in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_size)
+
+
+def _safetensors_problem(f: BinaryIO, size: int) -> Optional[str]:
+    """A safetensors file: an 8-byte header size, a JSON header of that size, and every
+    tensor's ``data_offsets`` inside the data that follows."""
+    header_size = int.from_bytes(f.read(8), 'little')
+    if header_size > min(_MAX_SAFETENSORS_HEADER, size - 8):
+        return (f'its header claims {header_size} bytes; the file has {size}, and '
+                f'safetensors allows {_MAX_SAFETENSORS_HEADER}')
+    try:
+        header = json.loads(f.read(header_size))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError both are
+        return f'its header is not JSON ({err})'
+    if not isinstance(header, dict):
+        return 'its header is not a JSON object'
+    data_size = size - 8 - header_size
+    for name, entry in header.items():
+        offsets = entry.get('data_offsets') if isinstance(entry, dict) else None
+        if name != '__metadata__' and not _offsets_within(offsets, data_size):
+            return (f'tensor {name[:80]!r} has data_offsets {repr(offsets)[:80]}, not '
+                    f'[begin, end] within the {data_size} data bytes the file holds')
+    return None
+
+
+def _zip_problem(f: BinaryIO, size: int) -> Optional[str]:
+    """A PyTorch zip file: a central directory zipfile reads (it is at the end of the
+    file, so a truncated download has none), entries inside the file, a ``data.pkl``."""
+    try:
+        with zipfile.ZipFile(f) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        return f'its zip directory cannot be read ({err}); the file is truncated or no zip'
+    outside = [e.filename for e in entries if e.header_offset + e.compress_size > size]
+    if outside:
+        return f'zip entries {outside[:3]} lie past the end of the {size}-byte file'
+    if not any(e.filename.rpartition('/')[2] == 'data.pkl' for e in entries):
+        return 'the zip archive holds no data.pkl, so it is no PyTorch checkpoint'
+    return None
+
+
+def _completeness_problem(path: str, file_format: str) -> Optional[str]:
+    """Why ``path``, of ``file_format`` (``checkpoint_format``), is not a whole
+    checkpoint, or None. Reads the zip directory or safetensors header, not the tensors:
+    enough to catch a truncated download, or an error page that begins with a
+    checkpoint's magic bytes, before it is cached."""
+    with open(path, 'rb') as f:
+        size = os.fstat(f.fileno()).st_size
+        if file_format == 'safetensors':
+            return _safetensors_problem(f, size)
+        head = f.read(4)
+        f.seek(0)
+        if head == b'PK\x03\x04':
+            return _zip_problem(f, size)
+    # A legacy (pre-zip) PyTorch file is a pickle: PROTO, then protocol 2 (torch.save's).
+    if len(head) < 2 or head[1] not in range(2, 6):
+        return f'a legacy PyTorch file starts with a pickle PROTO 2-5; this one with {head!r}'
+    return None
+
+
 def _check_download(path: str, url: str, via: str, received: _Received) -> None:
-    """Refuse what is not a checkpoint or fails a hash, before it enters the cache."""
-    if checkpoint_format(path) is None:
+    """Refuse what is not a whole checkpoint or fails a hash, before it enters the cache."""
+    kind = f' ({received.content_type})' if received.content_type else ''
+    file_format = checkpoint_format(path)
+    if file_format is None:
         with open(path, 'rb') as f:
             head = f.read(32)
-        kind = f' ({received.content_type})' if received.content_type else ''
         raise CheckpointDownloadError(
             f'Refusing the download of {url}{via}: it is not a checkpoint{kind} but starts '
             f'with {head!r} (an error or login page?); it was not cached.')
+    problem = _completeness_problem(path, file_format)
+    if problem is not None:
+        raise CheckpointDownloadError(
+            f'Refusing the download of {url}{via}: it is not a complete checkpoint{kind}: '
+            f'{problem}. It was deleted, not cached.')
     prefix = expected_hash_prefix(url)
     if prefix is not None and not received.sha256.startswith(prefix):
         promise = f'the file name promises one starting with {prefix}'
@@ -351,17 +597,20 @@ def _check_download(path: str, url: str, via: str, received: _Received) -> None:
         f'{promise}. The download was corrupted or the file replaced; it was deleted.')
 
 
-def _download(url: str, location: str, dst: str, progress: bool, timeout: float,
-              deadline: float) -> None:
+def _download(url: str, location: str, dst: str, progress: bool, limits: _Limits) -> None:
     """Fetch into a temporary file in the cache folder, check it, rename it to ``dst``:
     no process ever reads a half-written or unchecked checkpoint."""
     via = f' (via mirror {location})' if location != url else ''
     fd, tmp = new_partial_file(osp.dirname(dst))
     try:
         with os.fdopen(fd, 'wb') as tmp_file:
-            received = _fetch(location, tmp_file, progress, timeout, deadline)
-        _check_download(tmp, url, via, received)
-        os.replace(tmp, dst)
+            received = _fetch(location, tmp_file, progress, limits)
+            tmp_file.flush()
+            _check_download(tmp, url, via, received)
+            os.replace(tmp, dst)
+            # Still the file checked, whatever is renamed over dst from now on: its record
+            # must never vouch for another file.
+            written = os.fstat(tmp_file.fileno())
     except CheckpointDownloadError:
         raise
     except (OSError, ValueError, http.client.HTTPException) as err:
@@ -372,7 +621,7 @@ def _download(url: str, location: str, dst: str, progress: bool, timeout: float,
         if osp.exists(tmp):
             os.remove(tmp)
     if expected_hash_prefix(url):
-        _record_digest(dst, _stat_key(dst), received.sha256)
+        _record_digest(dst, _stat_key(written), received.sha256)
 
 
 def _use_cached(url: str, dst: str) -> Fetched:
@@ -384,7 +633,9 @@ def fetch_url(url: str,
               mirrors: Optional[Mapping[str, str]] = None,
               progress: bool = True,
               timeout: float = 30.0,
-              deadline: float = DEFAULT_DEADLINE) -> Fetched:
+              deadline: float = DEFAULT_DEADLINE,
+              max_bytes: int = DEFAULT_MAX_BYTES,
+              stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> Fetched:
     """``download_checkpoint``, also saying where the file came from (see ``Fetched``)."""
     dst = osp.join(cache_dir(), cached_file_name(url))
     if osp.isfile(dst):
@@ -399,7 +650,8 @@ def fetch_url(url: str,
             if osp.isfile(dst):  # another process downloaded it while this one waited
                 return _use_cached(url, dst)
             _remove_stale_partials(osp.dirname(dst))
-            _download(url, location, dst, progress, timeout, deadline)
+            _download(url, location, dst, progress,
+                      _Limits(timeout, deadline, max_bytes, stall_timeout))
     except Timeout:
         raise CheckpointDownloadError(
             f'Another process has been downloading {url} into {dst} for over '
@@ -412,8 +664,13 @@ def download_checkpoint(url: str,
                         mirrors: Optional[Mapping[str, str]] = None,
                         progress: bool = True,
                         timeout: float = 30.0,
-                        deadline: float = DEFAULT_DEADLINE) -> str:
+                        deadline: float = DEFAULT_DEADLINE,
+                        max_bytes: int = DEFAULT_MAX_BYTES,
+                        stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> str:
     """Return the local path of ``url``, downloading it into the cache once.
+
+    The file is verified here; to read it, read it through ``open_verified``, which
+    makes sure the bytes read are the bytes verified.
 
     Args:
         url: http(s) URL of the checkpoint; it names the cache file (see
@@ -421,16 +678,19 @@ def download_checkpoint(url: str,
         mirrors: URL prefix -> mirror prefix or local folder; merged over the
             ``MMCLIP_MIRRORS`` environment variable.
         progress: show a progress bar (1 step = 1 MiB).
-        timeout: seconds to wait for the server before giving up.
+        timeout: seconds to wait for the server's answer, and for each read.
         deadline: seconds the whole download may take (a server that trickles bytes
             never hits ``timeout``).
+        max_bytes: the most bytes a download may have, whatever the server announces.
+        stall_timeout: seconds within which at least ``MIN_BYTES_PER_STALL_WINDOW``
+            (64 KiB) must arrive; less, and the download has stalled.
 
     Raises:
-        CheckpointDownloadError: the URL (or its mirror) could not be fetched, or sent
-            something that is not a checkpoint; the message names the URL and the exact
-            path to place the file at.
+        CheckpointDownloadError: the URL (or its mirror) could not be fetched, broke a
+            bound (size, stall, deadline), or sent something that is not a whole
+            checkpoint; the message names the URL and the exact path to place the file at.
         HashMismatchError: the file's SHA-256 does not start with the prefix in its name
             or differs from the one the server published. A download is deleted; a file
             already in the cache is left in place.
     """
-    return fetch_url(url, mirrors, progress, timeout, deadline).path
+    return fetch_url(url, mirrors, progress, timeout, deadline, max_bytes, stall_timeout).path

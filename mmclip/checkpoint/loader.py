@@ -35,8 +35,20 @@ from .convert_open_clip import (
     convert_open_clip_state_dict,
     is_open_clip_state_dict,
 )
-from .download import CheckpointDownloadError, Fetched, fetch_url, is_url, verify_local_file
-from .safe_load import MapLocation, read_checkpoint_file
+from .download import (
+    CheckpointDownloadError,
+    Fetched,
+    fetch_url,
+    is_url,
+    open_verified,
+    verify_local_file,
+)
+from .safe_load import (
+    CheckpointReadError,
+    MapLocation,
+    UnsafeCheckpointError,
+    read_checkpoint_file,
+)
 
 Sources = Union[str, Sequence[str]]
 _DDP_PREFIX = re.compile(r'^module\.')
@@ -103,7 +115,20 @@ def read_source(sources: Sources, map_location: MapLocation = 'cpu',
     """The checkpoint as stored (memory-mapped), and the name of the source it was read
     from (for messages: the URL, mirror or path actually used)."""
     fetched = fetch_checkpoint(sources, mirrors, progress)
-    return read_checkpoint_file(fetched.path, map_location, mmap=True), fetched.describe()
+    return _read_verified(fetched.path, map_location), fetched.describe()
+
+
+def _read_verified(path: str, map_location: MapLocation) -> Any:
+    """Read ``path`` through ``open_verified``: the bytes loaded are the bytes whose hash
+    was checked, even if another file is renamed over ``path`` meanwhile. Errors name
+    ``path``, not the ``/proc/self/fd`` alias that was read."""
+    with open_verified(path) as readable:
+        try:
+            return read_checkpoint_file(readable, map_location, mmap=True)
+        except (CheckpointReadError, UnsafeCheckpointError) as err:
+            if readable == path:
+                raise
+            raise type(err)(str(err).replace(readable, path)) from None
 
 
 # ---- which format it is ----------------------------------------------------------------------
