@@ -44,9 +44,7 @@ from .download import (
     verify_local_file,
 )
 from .safe_load import (
-    CheckpointReadError,
     MapLocation,
-    UnsafeCheckpointError,
     read_checkpoint_file,
 )
 
@@ -120,15 +118,10 @@ def read_source(sources: Sources, map_location: MapLocation = 'cpu',
 
 def _read_verified(path: str, map_location: MapLocation) -> Any:
     """Read ``path`` through ``open_verified``: the bytes loaded are the bytes whose hash
-    was checked, even if another file is renamed over ``path`` meanwhile. Errors name
+    was checked, even if another file is renamed over ``path`` meanwhile. Messages name
     ``path``, not the ``/proc/self/fd`` alias that was read."""
     with open_verified(path) as readable:
-        try:
-            return read_checkpoint_file(readable, map_location, mmap=True)
-        except (CheckpointReadError, UnsafeCheckpointError) as err:
-            if readable == path:
-                raise
-            raise type(err)(str(err).replace(readable, path)) from None
+        return read_checkpoint_file(readable, map_location, mmap=True, name=path)
 
 
 # ---- which format it is ----------------------------------------------------------------------

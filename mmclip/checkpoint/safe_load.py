@@ -69,19 +69,30 @@ def checkpoint_format(path: str) -> Optional[str]:
 
 
 def read_checkpoint_file(path: str, map_location: MapLocation = 'cpu',
-                         mmap: bool = False) -> Any:
+                         mmap: bool = False, name: Optional[str] = None) -> Any:
     """Load ``path`` as data (see the module docstring): safetensors with safetensors, a
     PyTorch file with ``torch.load(weights_only=True)`` after its opcodes were scanned.
 
     ``mmap=True`` memory-maps a zip-format PyTorch file (safetensors files always are):
     for weights that are copied into a model and dropped, the file's pages stay in the
     page cache instead of a second full copy in process memory (2.4 GB for ViT-H/14).
+    ``name`` is how messages call the file (default ``path``; the loader reads a verified
+    file through its ``/proc/self/fd`` alias and names the file).
 
     Raises:
         CheckpointReadError: missing, truncated or unreadable file (naming it).
         UnsafeCheckpointError: anything but tensors and plain data, naming the file and
             the global or key path; nothing in it was built.
     """
+    try:
+        return _read(path, map_location, mmap, name or path)
+    except (CheckpointReadError, UnsafeCheckpointError) as err:
+        if name is None or name == path:
+            raise
+        raise type(err)(str(err).replace(path, name)) from None
+
+
+def _read(path: str, map_location: MapLocation, mmap: bool, name: str) -> Any:
     if not osp.isfile(path):
         raise CheckpointReadError(f'Checkpoint file {path} does not exist.')
     file_format = checkpoint_format(path)
@@ -93,7 +104,7 @@ def read_checkpoint_file(path: str, map_location: MapLocation = 'cpu',
     scanned = scan_checkpoint(path)
     checkpoint = _torch_load(path, scanned, map_location, mmap and zipfile.is_zipfile(path))
     if scanned.dropped_globals:
-        checkpoint = _drop_statistics(checkpoint, path, scanned.dropped_globals)
+        checkpoint = _drop_statistics(checkpoint, path, scanned.dropped_globals, name)
     checkpoint = check_plain_data(checkpoint, path)
     return restore_training_state(checkpoint, path)
 
@@ -374,7 +385,7 @@ def _dropped_paths(obj: Any) -> List[Tuple]:
     return found
 
 
-def _drop_statistics(checkpoint: Any, path: str, names: Tuple[str, ...]) -> Any:
+def _drop_statistics(checkpoint: Any, path: str, names: Tuple[str, ...], shown: str) -> Any:
     """Remove the message-hub entries (``message_hub.<section>.<name>``) that held numpy
     or HistoryBuffer objects; refuse the file if such an object sits anywhere else."""
     dropped = sorted(set(p[:3] for p in _dropped_paths(checkpoint)), key=str)
@@ -387,7 +398,7 @@ def _drop_statistics(checkpoint: Any, path: str, names: Tuple[str, ...]) -> Any:
     for _, section, name in dropped:
         checkpoint['message_hub'][section].pop(name, None)
     shown = ', '.join(_key_path(p) for p in dropped[:5])
-    print_log(f'{path}: dropped {len(dropped)} logging statistics that mmengine saved as numpy '
+    print_log(f'{shown}: dropped {len(dropped)} logging statistics that mmengine saved as numpy '
               f'/ HistoryBuffer objects, which mmclip never builds ({shown}'
               f'{", ..." if len(dropped) > 5 else ""}); weights, optimizer and scheduler '
               f'state load as saved.', logger='current', level=logging.WARNING)

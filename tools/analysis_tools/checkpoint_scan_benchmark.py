@@ -1,6 +1,7 @@
 """What the opcode scan costs against the whole load of a zoo-sized checkpoint.
 
-    python tools/analysis_tools/checkpoint_scan_benchmark.py vit-base-p16_pt-64xb64_in1k \
+    python tools/analysis_tools/checkpoint_scan_benchmark.py \
+        vit-base-p16_clip-openai-pre_3rdparty_in1k \
         vit-huge-p14_clip-laion2b-pre_3rdparty_in1k --repeat 5
 
 For each model it saves the randomly initialised weights (the zoo files' keys and shapes)
