@@ -51,10 +51,12 @@ STATISTICS_MODULE_PREFIX = 'numpy.dtypes.'  # numpy 2's dtype classes, e.g. Floa
 
 DROPPED = '\x00mmclip:dropped'  # what a statistics object becomes; no file string starts so
 
-_MARK = object()  # a MARK on the simulated stack
-_CALLS = {'REDUCE': 2, 'NEWOBJ': 2, 'NEWOBJ_EX': 3}  # op -> stack items consumed
+# Never written by torch.save (pickle protocol 2) and not read by torch's weights_only
+# unpickler; STACK_GLOBAL would name its global through computed strings.
+_REFUSED_OPS = frozenset({'INST', 'OBJ', 'EXT1', 'EXT2', 'EXT4', 'STACK_GLOBAL'})
+_CALLS = {'REDUCE': 2, 'NEWOBJ': 2, 'NEWOBJ_EX': 3, 'BUILD': 2}  # op -> operands consumed
 _TUPLE_OF = {2: b'\x86', 3: b'\x87'}  # TUPLE2, TUPLE3
-_REFUSED_OPS = {'INST', 'OBJ', 'EXT1', 'EXT2', 'EXT4'}  # never written by torch.save
+_MARK = None  # a MARK on the simulated stack; other items are True for a dropped object
 
 
 class PickleRefusal(Exception):
@@ -63,14 +65,6 @@ class PickleRefusal(Exception):
 
 class MalformedPickle(ValueError):
     """The bytes are not a well-formed pickle (a truncated or corrupt file)."""
-
-
-class _Value(NamedTuple):
-    text: Optional[str] = None  # the value of a pushed string (STACK_GLOBAL reads these)
-    dropped: bool = False  # a statistics object, rewritten into DROPPED
-
-
-_PLAIN, _DROPPED_VALUE = _Value(), _Value(dropped=True)  # shared: a stack of refs stays small
 
 
 class Scan(NamedTuple):
@@ -89,105 +83,109 @@ def is_dropped(value: object) -> bool:
     return isinstance(value, str) and value == DROPPED
 
 
-def _push_dropped() -> bytes:
+def scan(stream: io.BytesIO) -> Scan:
+    """Scan one pickle from ``stream``'s position (left after its STOP). A plain state
+    dict takes one pass over the opcodes; only a file with statistics objects takes a
+    second, which rewrites them.
+
+    Raises:
+        PickleRefusal: a name outside both lists or an opcode torch.save never writes;
+            the message says which (for one line).
+        MalformedPickle: a stream that does not parse.
+    """
+    start = stream.tell()
+    try:
+        dropped = _statistics_globals(stream)
+        if not dropped:
+            return Scan((), None)
+        stream.seek(start)
+        return Scan(tuple(sorted(dropped)), _rewrite(stream))
+    except (ValueError, EOFError, struct.error, UnicodeDecodeError) as err:
+        if isinstance(err, MalformedPickle):
+            raise
+        raise MalformedPickle(str(err)) from None
+
+
+def _statistics_globals(stream: io.BytesIO) -> set:
+    """The statistics globals of the stream; refuses any other name outside the list."""
+    found = set()
+    for op, arg, _ in pickletools.genops(stream):
+        if op.name in _REFUSED_OPS:
+            raise PickleRefusal(f'it uses the {op.name} opcode (torch.save writes pickle '
+                                f'protocol 2, which has none)' if op.proto > 2 else
+                                f'it uses the {op.name} opcode')
+        if op.name == 'GLOBAL':
+            name = arg.replace(' ', '.', 1)
+            if is_statistics_global(name):
+                found.add(name)
+            elif name not in ADMITTED_GLOBALS:
+                raise PickleRefusal(f'it references {name}')
+    return found
+
+
+def _rewrite(stream: io.BytesIO) -> bytes:
+    """The stream with each statistics object made plain data: its GLOBAL pushes
+    ``DROPPED``, and a call or BUILD of a dropped object packs its operands into a tuple
+    (torch's unpickler has no POP). Follows the stack and memo just far enough to know
+    which operands are dropped objects; FRAME hints are left out."""
+    stack: list = []
+    memo: dict = {}
+    out: List[bytes] = []
     encoded = DROPPED.encode()
-    return b'X' + struct.pack('<I', len(encoded)) + encoded  # BINUNICODE
-
-
-class _Machine:
-    """Follows the stack and memo of an opcode stream far enough to know, for every call
-    and BUILD, whether its target is a dropped statistics object, and writes the stream
-    back with those rewritten (a statistics GLOBAL pushes ``DROPPED``; a call or BUILD of
-    one packs its operands into a tuple instead)."""
-
-    def __init__(self) -> None:
-        self.stack: list = []
-        self.memo: dict = {}
-        self.out: List[bytes] = []
-        self.dropped: set = set()
-
-    def pop(self, count: int) -> list:
-        items = self.stack[len(self.stack) - count:]
-        if count > len(self.stack) or any(v is _MARK for v in items):
-            raise MalformedPickle('stack underflow')
-        del self.stack[len(self.stack) - count:]
-        return items
-
-    def pop_to_mark(self) -> list:
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i] is _MARK:
-                items = self.stack[i + 1:]
-                del self.stack[i:]
-                return items
-        raise MalformedPickle('no MARK')
-
-    def global_value(self, name: str) -> _Value:
-        if name in ADMITTED_GLOBALS:
-            return _PLAIN
-        if is_statistics_global(name):
-            self.dropped.add(name)
-            return _DROPPED_VALUE
-        raise PickleRefusal(f'it references {name}')
-
-    def step(self, op: pickletools.OpcodeInfo, arg, raw: bytes) -> None:
+    push_dropped = b'X' + struct.pack('<I', len(encoded)) + encoded  # BINUNICODE
+    for op, arg, raw in _ops(stream):
         name = op.name
-        if name in _REFUSED_OPS:
-            raise PickleRefusal(f'it uses the {name} opcode')
-        if name == 'FRAME':  # a read-ahead hint only; the rewritten stream has no frames
-            return
-        if name in ('GLOBAL', 'STACK_GLOBAL'):
-            if name == 'GLOBAL':
-                module, _, attr = arg.partition(' ')
-            else:
-                module, attr = (v.text for v in self.pop(2))
-                if module is None or attr is None:
-                    raise PickleRefusal('it names a global through a computed string')
-            value = self.global_value(f'{module}.{attr}')
-            if value.dropped and name == 'STACK_GLOBAL':
-                raise PickleRefusal(f'it references {module}.{attr}')  # not torch.save's
-            self.stack.append(value)
-            self.out.append(_push_dropped() if value.dropped else raw)
-            return
-        if name in _CALLS or name == 'BUILD':
-            consumed = self.pop(_CALLS.get(name, 2))
-            target = consumed[0]
-            self.stack.append(target if target.dropped else _PLAIN)
-            # torch's unpickler has no POP: the dropped object becomes the tuple of what
-            # it was to be built from, which leads with a DROPPED marker
-            self.out.append(_TUPLE_OF[len(consumed)] if target.dropped else raw)
-            return
-        self.out.append(raw)
-        self._generic(op, arg)
+        if name == 'GLOBAL':
+            dropped = is_statistics_global(arg.replace(' ', '.', 1))
+            stack.append(dropped)
+            out.append(push_dropped if dropped else raw)
+        elif name in _CALLS:
+            operands = _pop(stack, _CALLS[name])
+            stack.append(operands[0])
+            out.append(_TUPLE_OF[len(operands)] if operands[0] else raw)
+        elif name != 'FRAME':
+            out.append(raw)
+            _follow(op, arg, stack, memo)
+    return b''.join(out)
 
-    def _generic(self, op: pickletools.OpcodeInfo, arg) -> None:
-        name = op.name
-        if name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
-            self.memo[arg] = self._top()
-        elif name == 'MEMOIZE':
-            self.memo[len(self.memo)] = self._top()
-        elif name in ('GET', 'BINGET', 'LONG_BINGET'):
-            if arg not in self.memo:
-                raise MalformedPickle('memo key not found')
-            self.stack.append(self.memo[arg])
-        elif name == 'DUP':
-            self.stack.append(self._top())
-        elif name == 'MARK':
-            self.stack.append(_MARK)
-        else:
-            before = op.stack_before
-            if pickletools.markobject in before:
-                self.pop_to_mark()
-                self.pop(before.index(pickletools.markobject))
-            else:
-                self.pop(len(before))
-            is_text = isinstance(arg, str) and ('UNICODE' in name or 'STRING' in name)
-            value = _Value(text=arg) if is_text else _PLAIN
-            self.stack.extend(value for _ in op.stack_after)
 
-    def _top(self) -> _Value:
-        if not self.stack or self.stack[-1] is _MARK:
+def _follow(op: pickletools.OpcodeInfo, arg, stack: list, memo: dict) -> None:
+    """The stack effect of any other opcode, from pickletools' description of it."""
+    name = op.name
+    if name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'):
+        if not stack or stack[-1] is _MARK:
             raise MalformedPickle('nothing to memoize')
-        return self.stack[-1]
+        memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1]
+    elif name in ('GET', 'BINGET', 'LONG_BINGET'):
+        if arg not in memo:
+            raise MalformedPickle('memo key not found')
+        stack.append(memo[arg])
+    elif name == 'DUP':
+        stack.extend(_pop(stack, 1) * 2)
+    else:
+        before = op.stack_before
+        if pickletools.markobject in before:
+            _pop_to_mark(stack)
+            before = before[:before.index(pickletools.markobject)]
+        _pop(stack, len(before))
+        stack.extend(_MARK if item is pickletools.markobject else False
+                     for item in op.stack_after)
+
+
+def _pop(stack: list, count: int) -> list:
+    items = stack[len(stack) - count:]
+    if count > len(stack) or _MARK in items:
+        raise MalformedPickle('stack underflow')
+    del stack[len(stack) - count:]
+    return items
+
+
+def _pop_to_mark(stack: list) -> None:
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is _MARK:
+            del stack[i:]
+            return
+    raise MalformedPickle('no MARK')
 
 
 def _ops(stream: io.BytesIO) -> Iterator[Tuple[pickletools.OpcodeInfo, object, bytes]]:
@@ -200,24 +198,3 @@ def _ops(stream: io.BytesIO) -> Iterator[Tuple[pickletools.OpcodeInfo, object, b
         previous = (op, arg, pos)
     if previous is not None:
         yield previous[0], previous[1], bytes(data[previous[2]:stream.tell()])
-
-
-def scan(stream: io.BytesIO) -> Scan:
-    """Scan one pickle from ``stream``'s position (left after its STOP).
-
-    Raises:
-        PickleRefusal: a name outside the admitted list or an opcode torch.save never
-            writes; the message says which (for one line).
-        MalformedPickle: a stream that does not parse.
-    """
-    machine = _Machine()
-    try:
-        for op, arg, raw in _ops(stream):
-            machine.step(op, arg, raw)
-    except (PickleRefusal, MalformedPickle):
-        raise
-    except (ValueError, EOFError, struct.error, UnicodeDecodeError) as err:
-        raise MalformedPickle(str(err)) from None
-    if not machine.dropped:
-        return Scan((), None)
-    return Scan(tuple(sorted(machine.dropped)), b''.join(machine.out))
