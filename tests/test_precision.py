@@ -110,6 +110,7 @@ def test_fp32_context_changes_nothing():
             assert torch.equal(model(x), expected)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='fp16 autocast needs CUDA')
 @pytest.mark.parametrize('precision', ['fp16', 'bf16'])
 def test_cuda_half_precisions_match_fp32(precision):
