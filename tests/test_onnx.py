@@ -18,7 +18,12 @@ from mmengine.dataset import pseudo_collate
 
 from mmclip import get_model, inference_model
 from mmclip.apis.inference import ImageClassificationInferencer
-from mmclip.deployment import MissingExtraError, export_onnx, onnxruntime_classifier
+from mmclip.deployment import (
+                               MissingExtraError,
+                               export_onnx,
+                               exported_classifier,
+                               onnxruntime_classifier,
+)
 
 ort = pytest.importorskip('onnxruntime')
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +122,8 @@ def test_onnxruntime_backend_rejects_what_it_cannot_run(tiny):
 
 
 def test_missing_onnxruntime_is_one_clear_line(monkeypatch):
-    real = onnxruntime_classifier.importlib.util.find_spec
-    monkeypatch.setattr(onnxruntime_classifier.importlib.util, 'find_spec',
+    real = exported_classifier.importlib.util.find_spec
+    monkeypatch.setattr(exported_classifier.importlib.util, 'find_spec',
                         lambda name: None if name == 'onnxruntime' else real(name))
     with pytest.raises(MissingExtraError, match=r"onnxruntime.*pip install 'mmclip\[onnx\]'"):
         onnxruntime_classifier.create_session('model.onnx')
