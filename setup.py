@@ -66,8 +66,10 @@ class BuildPyWithModelIndex(build_py):
 # release that itself keeps every external-data path of a model inside the model's folder
 # (microsoft/onnxruntime #26776, #27430, #27539, #28408, #28709, #28725; mmclip checks too).
 ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.28', 'onnxscript>=0.3']
-# onnx: mmclip checks an .onnx (external data, metadata) before OpenVINO reads it.
-OPENVINO_EXTRA = ['openvino>=2024.0', 'onnx>=1.16']
+# onnx: mmclip checks an .onnx (external data, metadata) before OpenVINO reads it. openvino
+# 2024.4 is the first to convert the exported graph (Gelu approximate='none', opset 20) with
+# numpy 2; checked with tests/test_onnx.py under 2024.4.0, 2025.0.0 and 2026.4.1.
+OPENVINO_EXTRA = ['openvino>=2024.4', 'onnx>=1.16']
 MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
 
 setup(

@@ -27,6 +27,9 @@ from mmclip.deployment import (
 )
 
 ort = pytest.importorskip('onnxruntime')
+HAVE_OPENVINO = importlib.util.find_spec('openvino') is not None
+needs_openvino = pytest.mark.skipif(
+    not HAVE_OPENVINO, reason="openvino is not installed (pip install 'mmclip[openvino]')")
 ROOT = Path(__file__).resolve().parents[1]
 B32 = ROOT / 'configs' / 'clip' / 'vit-base-p32_pt-64xb64_in1k.py'
 TOL = 1e-4
@@ -150,9 +153,12 @@ def test_tools_test_with_onnx_gives_the_checkpoints_top1(tiny, images_dir, tmp_p
     labels = [p if i % 2 else (p + 1) % 10 for i, p in enumerate(preds)]  # about half right
     data = _imagenet_folder(tmp_path / 'data', photos, labels)
     runs = {}
-    for name, weights in (('pth', checkpoint), ('onnx', onnx_file)):
+    models = [('pth', checkpoint, []), ('onnx', onnx_file, [])]
+    if HAVE_OPENVINO:
+        models.append(('openvino', onnx_file, ['--backend', 'openvino']))
+    for name, weights, backend in models:
         out = tmp_path / f'{name}.json'
-        cmd = [sys.executable, str(ROOT / 'tools/test.py'), str(config), str(weights),
+        cmd = [sys.executable, str(ROOT / 'tools/test.py'), str(config), str(weights), *backend,
                '--work-dir', str(tmp_path / name), '--out', str(out), '--cfg-options',
                f'test_dataloader.dataset.data_root={data}', 'test_dataloader.batch_size=4',
                'test_dataloader.num_workers=0']
@@ -165,6 +171,11 @@ def test_tools_test_with_onnx_gives_the_checkpoints_top1(tiny, images_dir, tmp_p
     assert [r['pred_label'] for r in runs['onnx'][1]] == preds
     np.testing.assert_allclose([r['pred_score'] for r in runs['onnx'][1]],
                                [r['pred_score'] for r in runs['pth'][1]], atol=1e-5)
+    if HAVE_OPENVINO:
+        assert runs['openvino'][0] == runs['pth'][0]
+        assert [r['pred_label'] for r in runs['openvino'][1]] == preds
+        np.testing.assert_allclose([r['pred_score'] for r in runs['openvino'][1]],
+                                   [r['pred_score'] for r in runs['pth'][1]], atol=1e-5)
 
 
 def test_weights_over_the_protobuf_limit_go_to_an_external_file(tiny, images_dir, tmp_path,
@@ -197,9 +208,6 @@ def test_an_interrupted_export_leaves_the_previous_model(tiny, tmp_path, monkeyp
 
 
 # ---- an .onnx is a file from someone else -----------------------------------------------
-HAVE_OPENVINO = importlib.util.find_spec('openvino') is not None
-needs_openvino = pytest.mark.skipif(
-    not HAVE_OPENVINO, reason="openvino is not installed (pip install 'mmclip[openvino]')")
 # What hands an .onnx to a runtime: the check alone, ONNX Runtime, OpenVINO.
 OPENERS = [pytest.param('check', id='check'), pytest.param('onnxruntime', id='onnxruntime'),
            pytest.param('openvino', id='openvino', marks=needs_openvino)]
@@ -458,3 +466,18 @@ def _load_test_tool():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@needs_openvino
+def test_benchmark_times_the_export_in_both_runtimes(tiny, tmp_path):
+    config = tiny[0]
+    out = tmp_path / 'speed.json'
+    cmd = [sys.executable, str(ROOT / 'tools/analysis_tools/benchmark.py'), str(config),
+           '--backend', 'onnxruntime', 'openvino', '--precision', 'fp32', 'bf16', '--device',
+           'cpu', '--batch-size', '2', '--threads', '1', '--warmup', '0', '--iters', '2',
+           '--out', str(out)]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads(out.read_text())['model_only']['results']
+    assert sorted(results) == ['onnxruntime fp32', 'openvino bf16', 'openvino fp32']
+    assert all(r['batches'] == 2 and r['images_per_s'] > 0 for r in results.values())
