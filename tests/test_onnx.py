@@ -302,6 +302,11 @@ def _offset_past_the_end(model_dir, outside):
             'holds 36 bytes')
 
 
+def _short_file_without_length(model_dir, outside):
+    (model_dir / 'w.bin').write_bytes(W.tobytes()[:20])  # a [3, 3] float32 needs 36
+    return _matmul_model(model_dir / 'm.onnx', location='w.bin'), 'holds 20 bytes'
+
+
 def _missing_data_file(model_dir, outside):
     return _matmul_model(model_dir / 'm.onnx', location='w.bin'), 'does not exist'
 
@@ -310,6 +315,7 @@ ESCAPES = {'absolute location': _escaping_absolute, '../ location': _escaping_pa
            'symlink out of the folder': _escaping_symlink,
            'symlinked folder': _escaping_symlinked_folder,
            'length past the file': _oversized_length, 'offset past the file': _offset_past_the_end,
+           'short file, no length': _short_file_without_length,
            'missing data file': _missing_data_file}
 
 
@@ -357,10 +363,11 @@ def test_a_model_bigger_than_protobuf_allows_is_refused_unparsed(opener, tmp_pat
 
 
 @pytest.mark.parametrize('opener', OPENERS)
-def test_a_model_with_its_weights_beside_it_still_loads(opener, tmp_path):
+@pytest.mark.parametrize('fields', [dict(offset=4, length=36), {}], ids=['offset', 'no length'])
+def test_a_model_with_its_weights_beside_it_still_loads(fields, opener, tmp_path):
     model_dir, _ = _folders(tmp_path)
-    (model_dir / 'w.bin').write_bytes(b'\0' * 4 + W.tobytes())
-    onnx_file = _matmul_model(model_dir / 'm.onnx', location='w.bin', offset=4, length=36)
+    (model_dir / 'w.bin').write_bytes(b'\0' * fields.get('offset', 0) + W.tobytes())
+    onnx_file = _matmul_model(model_dir / 'm.onnx', location='w.bin', **fields)
     runtime = _open(opener, onnx_file)
     if opener == 'check':
         assert runtime.classes == ('a', 'b', 'c')

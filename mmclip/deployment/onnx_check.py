@@ -97,7 +97,7 @@ def _external_fields(tensor, describe: str) -> dict:
 
 def _byte_count(fields: dict, key: str, describe: str) -> int:
     value = fields.get(key, '0')
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise UnsafeOnnxError(f'{describe}: external_data {key} must be a non-negative '
                               f'integer; got {value!r}.')
     return int(value)
@@ -109,8 +109,8 @@ def _check_external_tensor(tensor, model_dir: str, describe: str) -> None:
     the file holds."""
     fields = _external_fields(tensor, describe)
     location = fields.get('location', '')
-    if not location:
-        raise UnsafeOnnxError(f'{describe}: external_data has no location.')
+    if not location or '\0' in location:
+        raise UnsafeOnnxError(f'{describe}: external_data has no location (or a NUL in it).')
     if os.path.isabs(location) or Path(location).drive:
         raise UnsafeOnnxError(f'{describe}: external data location {location!r} is an '
                               f'absolute path; it must be relative to the model\'s folder.')
@@ -168,7 +168,7 @@ def parse_metadata(props: Mapping[str, str], num_classes: Union[int, str, None],
         classes = tuple(classes)
     size = props.get('mmclip.image_size')
     if size is not None:
-        if not (size.isdigit() and 0 < int(size) <= 65536):
+        if not (size.isascii() and size.isdigit() and 0 < int(size) <= 65536):
             raise OnnxMetadataError(f"{source}: metadata 'mmclip.image_size' must be a "
                                     f'positive integer; got {size[:40]!r}.')
         size = int(size)
