@@ -2,8 +2,9 @@
 
 ``pip install -e .`` brings everything needed to import and run; ``.[multimodal]`` adds
 open_clip_torch for the zero-shot models' text prompts (its BPE tokenizer); ``.[onnx]`` adds
-ONNX export and the ONNX Runtime backend; ``.[tests]`` adds pytest, timm (used only by tests
-and the checkpoint converter's --verify), ruff and both extras.
+ONNX export and the ONNX Runtime backend; ``.[openvino]`` the OpenVINO backend (CPU) for an
+exported model; ``.[tests]`` adds pytest, timm (used only by tests and the checkpoint
+converter's --verify), ruff and the other extras.
 """
 import os
 import shutil
@@ -61,8 +62,14 @@ class BuildPyWithModelIndex(build_py):
                         ignore=shutil.ignore_patterns('__pycache__'))
 
 
-# torch.onnx.export(dynamo=True) translates through onnxscript.
-ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
+# torch.onnx.export(dynamo=True) translates through onnxscript. onnxruntime 1.28 is the first
+# release that itself keeps every external-data path of a model inside the model's folder
+# (microsoft/onnxruntime #26776, #27430, #27539, #28408, #28709, #28725; mmclip checks too).
+ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.28', 'onnxscript>=0.3']
+# onnx: mmclip checks an .onnx (external data, metadata) before OpenVINO reads it. openvino
+# 2024.4 is the first to convert the exported graph (Gelu approximate='none', opset 20) with
+# numpy 2; checked with tests/test_onnx.py under 2024.4.0, 2025.0.0 and 2026.4.1.
+OPENVINO_EXTRA = ['openvino>=2024.4', 'onnx>=1.16']
 MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
 
 setup(
@@ -89,9 +96,11 @@ setup(
     ],
     extras_require={
         'onnx': ONNX_EXTRA,
+        'openvino': OPENVINO_EXTRA,
         # CLIP's BPE tokenizer (and its vocabulary) for zero-shot text prompts.
         'multimodal': MULTIMODAL_EXTRA,
-        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + MULTIMODAL_EXTRA,
+        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + OPENVINO_EXTRA +
+        MULTIMODAL_EXTRA,
     },
     zip_safe=False,
 )

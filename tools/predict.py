@@ -47,7 +47,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "zoo model's published weights")
     parser.add_argument('--out', required=True, help='output file, .jsonl or .csv')
     parser.add_argument('--topk', type=int, default=5, help='classes per image')
-    parser.add_argument('--backend', choices=BACKENDS,
+    parser.add_argument('--backend', choices=[b for b in BACKENDS if b != 'openvino'],
                         help='default: onnxruntime for an .onnx checkpoint, else torch')
     parser.add_argument('--batch-size', type=int, default=32, help='images per forward pass')
     parser.add_argument('--num-workers', type=int, default=default_num_workers(),

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on a config's test set (ImageNet-1k val for the zoo configs).
 
     python tools/test.py CONFIG|MODEL_NAME [CHECKPOINT|MODEL.onnx] [--data-root DIR]
-        [--work-dir DIR] [--out FILE.json|FILE.pkl] [--skip-bad-images]
+        [--backend onnxruntime|openvino] [--work-dir DIR] [--out FILE.json|FILE.pkl]
+        [--skip-bad-images]
         [--amp | --precision fp32|bf16|fp16] [--compile] [--cfg-options k=v ...]
         [--launcher none|pytorch|slurm|mpi] [--verbose] [--debug]
 
@@ -9,7 +10,8 @@ CONFIG is a config file or a model-zoo name (``mmclip.list_models()``). CHECKPOI
 local file (.pth/.pt/.bin/.safetensors, mmclip or timm keys) or an http(s) URL, loaded
 strictly by ``mmclip.checkpoint.load_checkpoint``; it may be left out after a zoo name
 (the zoo weights). Or it is an ``.onnx`` from tools/deployment/pytorch2onnx.py, run by ONNX
-Runtime (fp32, one process) through the same dataset, pipeline and metrics. Progress is
+Runtime or, with ``--backend openvino``, OpenVINO (fp32, or ``--precision bf16`` in OpenVINO;
+one process) through the same dataset, pipeline and metrics. Progress is
 logged by rank 0; the metrics end in a table, and ``--out`` writes one record per image (file,
 gt label, predicted label, score) in dataset order. Multi-process runs gather results
 through the process group (no shared folder needed) and give up after
@@ -61,6 +63,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('checkpoint', nargs='?',
                         help='checkpoint file path or http(s) URL, or an exported .onnx '
                         "(default, after a zoo name: the model's published weights)")
+    parser.add_argument('--backend', choices=('onnxruntime', 'openvino'),
+                        help='the runtime of an .onnx CHECKPOINT (default: onnxruntime)')
     parser.add_argument('--data-root', help='dataset folder (sets test_dataloader.dataset.'
                         "data_root; default: the config's)")
     parser.add_argument('--work-dir', help='where logs go (default: the config\'s work_dir, '
@@ -80,19 +84,32 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out is not None:
         check_out_file(args.out)  # fail now, not after the whole evaluation
-    if is_onnx(args.checkpoint) and (args.amp or args.precision != 'fp32' or args.compile or
-                                     args.launcher != 'none'):
-        parser.error('an .onnx model runs as exported (fp32) in one process: drop --amp, '
-                     '--precision, --compile and --launcher')
     if is_onnx(args.checkpoint):
-        from mmclip.deployment import MissingExtraError, require
-        try:
-            require('onnxruntime')
-        except MissingExtraError as err:
-            parser.error(str(err))
+        check_exported_args(parser, args)
+    elif args.backend is not None:
+        parser.error(f'--backend {args.backend} runs an exported .onnx CHECKPOINT; got '
+                     f'{args.checkpoint or "none"}')
     args.precision = chosen_precision(args, default_device())
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def check_exported_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An .onnx runs in one process, uncompiled, in a precision its runtime has; that
+    runtime must be installed. Sets ``args.backend`` (default: onnxruntime)."""
+    from mmclip.deployment import EXPORTED_BACKENDS, MissingExtraError
+    args.backend = args.backend or 'onnxruntime'
+    runtime = EXPORTED_BACKENDS[args.backend]
+    if args.amp or args.compile or args.launcher != 'none':
+        parser.error('an .onnx model runs as exported in one process: drop --amp, '
+                     '--compile and --launcher')
+    if args.precision not in runtime.PRECISIONS:
+        parser.error(f'--precision {args.precision}: --backend {args.backend} runs an .onnx '
+                     f'in {" or ".join(runtime.PRECISIONS)}')
+    try:
+        runtime.require()
+    except MissingExtraError as err:
+        parser.error(str(err))
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
@@ -114,8 +131,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     configure_distributed(cfg)
     if is_onnx(args.checkpoint):
-        from mmclip.deployment import OnnxRuntimeClassifier  # noqa: F401  (registers it)
-        cfg.model = dict(type='OnnxRuntimeClassifier', onnx_file=args.checkpoint)
+        from mmclip.deployment import EXPORTED_BACKENDS  # registers the classifiers
+        cfg.model = dict(type=EXPORTED_BACKENDS[args.backend].__name__,
+                         onnx_file=args.checkpoint, precision=args.precision)
         cfg.pop('data_preprocessor', None)  # the graph normalises itself
         cfg.test_cfg = dict(type='TestLoop')  # nothing to autocast
     return cfg
@@ -164,8 +182,9 @@ def run(args: argparse.Namespace) -> dict:
     init_cpu_process_group(cfg)
     runner = (MMClipRunner if args.verbose else QuietRunner).from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    device = 'ONNX Runtime'
-    if not is_onnx(checkpoint):
+    if is_onnx(checkpoint):
+        device = model.NAME  # the exported model's runtime
+    else:
         # Every rank loads; for a URL the loader downloads once per node into the cache.
         load_checkpoint(runner.model, checkpoint, strict=True, logger=runner.logger)
         maybe_compile(model, args.compile)

@@ -26,7 +26,7 @@ from .model_zoo import ModelSpec, Pretrained, Prompts, get_model, is_zero_shot, 
 
 ImageType = Union[str, os.PathLike, np.ndarray, Image.Image]
 CHANNEL_ORDERS = ('bgr', 'rgb')
-BACKENDS = ('torch', 'onnxruntime')
+BACKENDS = ('torch', 'onnxruntime', 'openvino')
 
 
 def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray:
@@ -45,21 +45,24 @@ def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray
     return np.ascontiguousarray(img if channel_order == 'bgr' else img[..., ::-1])
 
 
-def _onnxruntime_model(model: Union[ModelSpec, nn.Module], pretrained: Pretrained,
-                       device: str, precision: str, compile: bool) -> nn.Module:
-    """The ``.onnx`` file ``pretrained`` run by ONNX Runtime, with ``model``'s config."""
+def _exported_model(model: Union[ModelSpec, nn.Module], pretrained: Pretrained, device: str,
+                    precision: str, compile: bool, backend: str) -> nn.Module:
+    """The ``.onnx`` file ``pretrained`` run by ``backend``, with ``model``'s config."""
     if isinstance(model, nn.Module):
-        raise ValueError("backend='onnxruntime' takes a zoo name or a config (for the test "
+        raise ValueError(f"backend={backend!r} takes a zoo name or a config (for the test "
                          "pipeline), not a built torch model.")
     if not (isinstance(pretrained, (str, os.PathLike))
             and os.fspath(pretrained).endswith('.onnx')):
-        raise ValueError(f"backend='onnxruntime' needs pretrained=<an .onnx file from "
+        raise ValueError(f"backend={backend!r} needs pretrained=<an .onnx file from "
                          f"tools/deployment/pytorch2onnx.py>; got {pretrained!r}.")
-    if precision != 'fp32' or compile:
-        raise ValueError("backend='onnxruntime' runs the exported fp32 graph: use "
-                         "precision='fp32' and compile=False.")
-    from mmclip.deployment import build_onnxruntime_classifier
-    return build_onnxruntime_classifier(model, pretrained, device)
+    if compile:
+        raise ValueError(f'backend={backend!r} runs the exported graph: use compile=False.')
+    from mmclip.deployment import EXPORTED_BACKENDS, build_exported_classifier
+    precisions = EXPORTED_BACKENDS[backend].PRECISIONS
+    if precision not in precisions:
+        raise ValueError(f"backend={backend!r} runs the exported graph in "
+                         f"{' or '.join(precisions)}: use precision='fp32'.")
+    return build_exported_classifier(backend, model, pretrained, device, precision=precision)
 
 
 def _default_device(model: Union[ModelSpec, nn.Module]) -> str:
@@ -87,9 +90,10 @@ class ImageClassificationInferencer:
             names of its classes. Default: those of ``model.dataset_meta``.
         templates: zero-shot models only: prompt templates with one ``{}`` (default: the
             model's own, OpenAI's 80 ImageNet templates for the zoo configs).
-        backend: ``'torch'``, or ``'onnxruntime'`` to run ``pretrained``, an ``.onnx``
-            from ``tools/deployment/pytorch2onnx.py`` (fp32; ``device`` default 'cpu'),
-            with ``model`` (a name or config) giving the test pipeline.
+        backend: ``'torch'``, or ``'onnxruntime'`` / ``'openvino'`` to run ``pretrained``,
+            an ``.onnx`` from ``tools/deployment/pytorch2onnx.py`` (fp32; bf16 too in
+            OpenVINO; ``device`` default 'cpu'), with ``model`` (a name or config) giving
+            the test pipeline.
         **overrides: model-config overrides passed to ``get_model``.
 
     Calling it returns one dict per image, in input order: ``pred_label`` (int),
@@ -113,7 +117,8 @@ class ImageClassificationInferencer:
                              'config as model.cfg); or pass a name or a config.')
         if backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}; got {backend!r}.')
-        device = device or ('cpu' if backend == 'onnxruntime' else _default_device(model))
+        exported = backend != 'torch'
+        device = device or ('cpu' if exported else _default_device(model))
         check_precision(precision, device)
         zero_shot = is_zero_shot(model)
         if templates is not None and not zero_shot:
@@ -121,12 +126,12 @@ class ImageClassificationInferencer:
             raise ZeroShotError(f'templates= needs a zero-shot model (image and text towers); '
                                 f'{name} is a vision-only classifier.')
         prompts = dict(classes=classes, templates=templates) if zero_shot else {}
-        if backend == 'onnxruntime':
+        if exported:
             if prompts and (classes is not None or templates is not None):
                 raise ZeroShotError('An exported zero-shot model classifies into the classes '
                                     'it was exported with; classes= and templates= need '
                                     "backend='torch'.")
-            self.model = _onnxruntime_model(model, pretrained, device, precision, compile)
+            self.model = _exported_model(model, pretrained, device, precision, compile, backend)
         elif isinstance(model, nn.Module):
             if zero_shot and (classes is not None or templates is not None):
                 model = with_prompts(model, classes, templates)
@@ -258,8 +263,8 @@ def inference_model(model: Union[ModelSpec, nn.Module],
     ``ImageClassificationInferencer``).
     Repeated calls with the same model name or config path (and the same options) reuse
     the model built by the first call instead of building and loading it again. For
-    more control, keep an ``ImageClassificationInferencer``. ``backend='onnxruntime'``
-    runs an exported model: ``pretrained='model.onnx'``.
+    more control, keep an ``ImageClassificationInferencer``. ``backend='onnxruntime'`` or
+    ``'openvino'`` runs an exported model: ``pretrained='model.onnx'``.
 
     Example::
 

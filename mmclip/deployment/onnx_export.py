@@ -73,7 +73,7 @@ def export_onnx(model: nn.Module, out_file: Union[str, Path],
     (``model.dataset_meta['classes']``) and the input size go into the model's metadata.
     ``out_file`` is replaced only by a complete model.
     """
-    from .onnxruntime_classifier import require
+    from .exported_classifier import require
     require('onnx', 'onnxscript')
     out_file = Path(out_file)
     size = model.backbone.img_size

@@ -13,7 +13,8 @@ ours and timm's batches so that load from other processes hits both alike; the r
 ``--precision`` values are timed in one interleaved run. ``--backend torch onnxruntime``
 also exports the model to ONNX (uint8 RGB input, normalisation inside) and times it in
 ONNX Runtime (fp32, intra-op threads = ``--threads`` or the usable cores) in the same
-interleaved rounds, with its ratio to timm fp32.
+interleaved rounds, with its ratio to timm fp32; ``--backend openvino`` times the same
+.onnx in OpenVINO (CPU, ``--threads``, at each ``--precision``: fp32 and/or bf16).
 
 End-to-end (``--data DIR``): every image under DIR goes through the config's test
 pipeline in ``--num-workers`` DataLoader workers and the model's ``test_step`` (device-side
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -101,7 +103,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3, help='untimed batches per run')
     parser.add_argument('--iters', type=int, default=10, help='timed batches per run')
     parser.add_argument('--backend', nargs='+', choices=BACKENDS,
-                        default=['torch'], help='model-only runs: torch and/or ONNX Runtime')
+                        default=['torch'],
+                        help='model-only runs: torch, ONNX Runtime and/or OpenVINO')
     parser.add_argument('--compare-timm', action='store_true',
                         help='time the matching timm model with the same weights')
     parser.add_argument('--data', help='folder of images for the end-to-end run')
@@ -125,6 +128,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         except ValueError as err:
             parser.error(f'--precision {precision}: {err}')
     check_cfg_options(args.cfg_options)
+    if 'openvino' in args.backend and (torch.device(args.device).type != 'cpu'
+                                       or 'fp16' in args.precision):
+        parser.error('--backend openvino runs on --device cpu in fp32 and/or bf16')
     if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: no CUDA device is available; use --device cpu')
     if args.timer == 'cpu' and torch.device(args.device).type != 'cpu':
@@ -222,18 +228,26 @@ def summarize(seconds: Sequence[float], batch_size: int) -> dict:
                 batches=len(seconds))
 
 
-def onnxruntime_fn(model: torch.nn.Module, batch_size: int, work_dir: str,
-                   threads: Optional[int], device: str) -> Callable[[], None]:
-    """A batch of random uint8 RGB images (host memory) through the exported model in
-    ONNX Runtime, on its CUDA provider for a CUDA ``device``."""
-    from mmclip.deployment import export_onnx
+def exported_fns(model: torch.nn.Module, args: argparse.Namespace,
+                 work_dir: str) -> Dict[str, Callable[[], None]]:
+    """'<runtime> <precision>' -> a batch of random uint8 RGB images (host memory) through
+    the model exported to ``work_dir`` once: ONNX Runtime fp32 (its CUDA provider for a
+    CUDA ``--device``) and OpenVINO at each ``--precision``, as ``--backend`` asks."""
+    from mmclip.deployment import compile_openvino, export_onnx
     from mmclip.deployment.onnxruntime_classifier import create_session
     onnx_file = export_onnx(model.cpu(), Path(work_dir) / 'model.onnx')
-    model.to(device)
-    session = create_session(onnx_file, device=device, threads=threads)
+    model.to(args.device)
     size = model.backbone.img_size
-    images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8).numpy()
-    return lambda: session.run(None, {'images': images})
+    images = torch.randint(0, 256, (args.batch_size, 3, size, size), dtype=torch.uint8).numpy()
+    runs = {}
+    if 'onnxruntime' in args.backend:
+        session = create_session(onnx_file, device=args.device, threads=args.threads)
+        runs['onnxruntime fp32'] = partial(session.run, None, {'images': images})
+    for precision in (args.precision if 'openvino' in args.backend else []):
+        request = compile_openvino(onnx_file, args.device, args.threads,
+                                   precision).create_infer_request()
+        runs[f'openvino {precision}'] = partial(request.infer, {0: images})
+    return runs
 
 
 def benchmark_model(model: torch.nn.Module, args: argparse.Namespace) -> dict:
@@ -245,9 +259,8 @@ def benchmark_model(model: torch.nn.Module, args: argparse.Namespace) -> dict:
     runs = {f'{name} {precision}': forward_fn(m, x, args.device, precision)
             for precision in args.precision for name, m in models.items()}
     with tempfile.TemporaryDirectory() as work_dir:
-        if 'onnxruntime' in args.backend:
-            runs['onnxruntime fp32'] = onnxruntime_fn(model, args.batch_size, work_dir,
-                                                      args.threads, args.device)
+        if set(args.backend) - {'torch'}:
+            runs.update(exported_fns(model, args, work_dir))
         times = time_interleaved(runs, args.warmup, args.iters, TIMERS[args.timer])
     results = {name: summarize(t, args.batch_size) for name, t in times.items()}
     return dict(results=results, ratios=timm_ratios(times, args.precision))
@@ -262,6 +275,7 @@ def timm_ratios(times: Dict[str, List[float]], precisions: Sequence[str]) -> Dic
     """
     pairs = [(f'mmclip {p}', f'timm {r}') for p in precisions for r in dict.fromkeys([p, 'fp32'])]
     pairs.append(('onnxruntime fp32', 'timm fp32'))
+    pairs += [(f'openvino {p}', 'timm fp32') for p in precisions]
     ratios = {}
     for ours_name, theirs_name in pairs:
         ours, theirs = times.get(ours_name), times.get(theirs_name)
