@@ -5,7 +5,8 @@ Every test runs with its own empty home, caches (``TORCH_HOME``, ``XDG_CACHE_HOM
 starts in subprocesses inherit: a test run never writes into the user's real caches (a
 ``verified/*.json`` naming a pytest temp file, zero-shot heads) nor into ``./work_dirs``
 of the checkout. The whole session runs under a temporary home too (module-scoped
-fixtures are built before any test's own), and it fails if the real caches changed.
+fixtures are built before any test's own); what changed in the real caches meanwhile is
+listed at the end.
 """
 import http.server
 import os
@@ -98,24 +99,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run when it changed the real caches (listed), whatever the tests said."""
+    """List what changed in the real caches during the run. A warning, not a failure:
+    another process of the user (a second test run of an older checkout, a download) may
+    have written there meanwhile; ``test_isolation.py`` asserts it over one test."""
     if not _session:
         return
     _session['mp'].undo()
     shutil.rmtree(_session['root'], ignore_errors=True)
     changes = snapshot_changes(_session['before'], snapshot(_session['folders']))
-    if changes:
-        reporter = session.config.pluginmanager.get_plugin('terminalreporter')
-        lines = ['The test run wrote outside its temporary folders:'] + changes[:20]
-        if reporter is not None:
-            reporter.write_line('\n'.join(lines), red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+    if changes and reporter is not None:
+        reporter.write_line('\n'.join(
+            ['WARNING: the real caches changed during this test run (written by it, or by '
+             'another process meanwhile):'] + changes[:20]), yellow=True)
 
 
 @pytest.fixture
 def real_cache_changes() -> Callable[[], List[str]]:
-    """A function listing what changed in the real caches since the session began."""
-    return lambda: snapshot_changes(_session['before'], snapshot(_session['folders']))
+    """A function listing what changed in the real caches since the test began (one test,
+    not the session: other processes of the user may write there too)."""
+    before = snapshot(_session['folders'])
+    return lambda: snapshot_changes(before, snapshot(_session['folders']))
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ def test_caches_and_work_dir_are_the_tests_own(tmp_path, isolated_environment,
                                                real_cache_changes):
     """A zero-shot model built from a local published-name file writes its verified record
     and its head into the test's TORCH_HOME, which a subprocess sees too; the real caches
-    are as they were when the session began."""
+    are as they were when the test began."""
     torch_home = isolated_environment['TORCH_HOME']
     assert Path.cwd() == isolated_environment['HOME'].parent / 'cwd'
     config = tmp_path / 'tiny_zeroshot.py'
