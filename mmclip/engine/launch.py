@@ -398,6 +398,27 @@ def user_message(err: Exception) -> str:
     return message
 
 
+# mmengine's format for every level but ERROR, where it adds the code location: that of
+# exit_code_of, which tells the user nothing (the message names the file or option).
+_ERROR_FORMAT = '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
+
+
+def log_error(logger: logging.Logger, message: str) -> None:
+    """Log ``message`` at ERROR to each handler of ``logger`` (the console and the Runner's
+    log file), formatted as its other lines are, with each handler's date format."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logger.handlers:
+        if record.levelno < handler.level:
+            continue
+        formatter = handler.formatter
+        handler.setFormatter(logging.Formatter(_ERROR_FORMAT,
+                                               getattr(formatter, 'datefmt', None)))
+        try:
+            handler.handle(record)
+        finally:
+            handler.setFormatter(formatter)
+
+
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: its exit code when it returns an int, else 0; 1, with a
     one-line error, for a ``USER_ERRORS`` error (logged, so that it also reaches the log
@@ -414,7 +435,7 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
         if logger is before or logger.instance_name == 'mmengine':  # no Runner started
             print(f'ERROR: {user_message(err)}', file=sys.stderr)
         else:
-            logger.error(user_message(err))
+            log_error(logger, user_message(err))
         return 1
     return result if isinstance(result, int) else 0
 
