@@ -1,13 +1,139 @@
-"""Shared fixtures: the real photos, and a local HTTP file server started by the test."""
+"""Shared fixtures: the real photos, and a local HTTP file server started by the test.
+
+Every test runs with its own empty home, caches (``TORCH_HOME``, ``XDG_CACHE_HOME``,
+``HF_HOME``), no ``MMCLIP_*`` variable and its own working directory, which the tools it
+starts in subprocesses inherit: a test run never writes into the user's real caches (a
+``verified/*.json`` naming a pytest temp file, zero-shot heads) nor into ``./work_dirs``
+of the checkout. The whole session runs under a temporary home too (module-scoped
+fixtures are built before any test's own); what changed in the real caches meanwhile is
+listed at the end.
+"""
 import http.server
+import os
+import os.path as osp
+import shutil
+import site
+import tempfile
 import threading
 from functools import partial
 from pathlib import Path
-from typing import List
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
+import torch.hub
 
 IMAGES_DIR = Path(__file__).resolve().parent / 'data' / 'images'
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Variables that would point a cache at the user's own folders whatever HOME says.
+UNSET_ENV = ('HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'TORCH_HUB', 'XDG_CONFIG_HOME')
+# A user's ``pip install --user`` packages are found through HOME; subprocesses keep them.
+USER_BASE = site.getuserbase()
+
+
+def real_cache_dirs() -> List[str]:
+    """The folders a test run must never change: the torch and Hugging Face caches of the
+    environment pytest was started in, and the checkout's default work dir."""
+    cache = os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache'))
+    torch_home = os.environ.get('TORCH_HOME', osp.join(cache, 'torch'))
+    hf_home = os.environ.get('HF_HOME', osp.join(cache, 'huggingface'))
+    return [osp.expanduser(torch_home), osp.expanduser(hf_home), str(REPO_ROOT / 'work_dirs')]
+
+
+Snapshot = Dict[str, Tuple[int, int]]
+
+
+def snapshot(folders: List[str]) -> Snapshot:
+    """Each file and folder under ``folders`` -> (size, mtime_ns); an absent folder adds
+    nothing, so creating it is a change."""
+    entries: Snapshot = {}
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            for path in [root] + [osp.join(root, name) for name in dirs + files]:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:  # removed while walking: the diff shows it
+                    continue
+                entries[path] = (st.st_size, st.st_mtime_ns)
+    return entries
+
+
+def snapshot_changes(before: Snapshot, after: Snapshot) -> List[str]:
+    """'created / changed / removed PATH' for each difference, sorted."""
+    changes = [f'created {p}' for p in after.keys() - before.keys()]
+    changes += [f'removed {p}' for p in before.keys() - after.keys()]
+    changes += [f'changed {p}' for p in before.keys() & after.keys() if before[p] != after[p]]
+    return sorted(changes)
+
+
+def isolate_environment(mp: pytest.MonkeyPatch, root: Path) -> Dict[str, Path]:
+    """Point HOME and every cache at fresh folders under ``root``, drop ``MMCLIP_*``, and
+    return the folders by variable name. ``torch.hub.get_dir()`` must follow TORCH_HOME:
+    a ``torch.hub.set_dir`` call would pin it to one folder for the rest of the run."""
+    folders = {name: root / sub for name, sub in (
+        ('HOME', 'home'), ('XDG_CACHE_HOME', 'home/.cache'), ('TORCH_HOME', 'torch_home'),
+        ('HF_HOME', 'hf_home'))}
+    for name, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        mp.setenv(name, str(folder))
+    mp.setenv('PYTHONUSERBASE', USER_BASE)
+    for name in UNSET_ENV + tuple(n for n in os.environ if n.startswith('MMCLIP_')):
+        mp.delenv(name, raising=False)
+    hub = torch.hub.get_dir()
+    if hub != str(folders['TORCH_HOME'] / 'hub'):
+        pytest.fail(f'torch.hub.get_dir() is {hub}, not under TORCH_HOME: a torch.hub.set_dir '
+                    'call pinned the hub folder; the tests would write into it.')
+    return folders
+
+
+_session: Dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Snapshot the real caches, then run the session (collection and module-scoped
+    fixtures included) under a temporary home."""
+    folders = real_cache_dirs()
+    _session.update(folders=folders, before=snapshot(folders),
+                    root=Path(tempfile.mkdtemp(prefix='mmclip-test-home-')),
+                    mp=pytest.MonkeyPatch())
+    isolate_environment(_session['mp'], _session['root'])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """List what changed in the real caches during the run. A warning, not a failure:
+    another process of the user (a second test run of an older checkout, a download) may
+    have written there meanwhile; ``test_isolation.py`` asserts it over one test."""
+    if not _session:
+        return
+    _session['mp'].undo()
+    shutil.rmtree(_session['root'], ignore_errors=True)
+    changes = snapshot_changes(_session['before'], snapshot(_session['folders']))
+    reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+    if changes and reporter is not None:
+        reporter.write_line('\n'.join(
+            ['WARNING: the real caches changed during this test run (written by it, or by '
+             'another process meanwhile):'] + changes[:20]), yellow=True)
+
+
+@pytest.fixture
+def real_cache_changes() -> Callable[[], List[str]]:
+    """A function listing what changed in the real caches since the test began (one test,
+    not the session: other processes of the user may write there too)."""
+    before = snapshot(_session['folders'])
+    return lambda: snapshot_changes(before, snapshot(_session['folders']))
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory) -> Iterator[Dict[str, Path]]:
+    """Each test: a fresh home and caches (see ``isolate_environment``) and a fresh working
+    directory, beside (not in) ``tmp_path``. Its own MonkeyPatch, so that a test's
+    ``monkeypatch.undo()`` does not bring the session's folders back mid-test."""
+    root = tmp_path_factory.mktemp('env')
+    with pytest.MonkeyPatch.context() as mp:
+        folders = isolate_environment(mp, root)
+        cwd = root / 'cwd'
+        cwd.mkdir()
+        mp.chdir(cwd)
+        yield folders
 
 
 @pytest.fixture(scope='session')
@@ -59,12 +185,9 @@ def http_server(tmp_path):
 
 
 @pytest.fixture
-def torch_home(tmp_path, monkeypatch) -> Path:
-    """An empty ``TORCH_HOME`` (download cache) and no ``MMCLIP_MIRRORS`` for the test."""
-    home = tmp_path / 'torch_home'
-    monkeypatch.setenv('TORCH_HOME', str(home))
-    monkeypatch.delenv('MMCLIP_MIRRORS', raising=False)
-    return home
+def torch_home(isolated_environment) -> Path:
+    """The test's empty ``TORCH_HOME`` (download cache; no ``MMCLIP_MIRRORS`` is set)."""
+    return isolated_environment['TORCH_HOME']
 
 
 TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)

@@ -197,8 +197,8 @@ def test_image_demo_prints_the_ranked_top_k(checkpoint, capsys):
     assert [float(row[-1]) for row in rows] == [round(float(scores[i]), 4) for i in top3]
 
 
-def test_image_demo_batches_images_and_exits_cleanly_offline(checkpoint, capsys, tmp_path,
-                                                             monkeypatch):
+def test_image_demo_batches_images_and_exits_cleanly_offline(checkpoint, capsys, monkeypatch,
+                                                             torch_home):
     config, weights = checkpoint
     demo = Path(__file__).resolve().parents[1] / 'demo'
     images = [str(demo / 'cat.jpg'), str(demo / 'rocket.jpg')]
@@ -218,10 +218,9 @@ def test_image_demo_batches_images_and_exits_cleanly_offline(checkpoint, capsys,
         block = out.split(f'{image}:\n', 1)[1].splitlines()
         assert int(block[1].split()[-2]) == label
 
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
     dead = 'http://127.0.0.1:1/clip-vit-test-deadbeef.pth'  # nothing listens on port 1
     assert run_demo(images[0], config, '--pretrained', dead, '--device', 'cpu') == 1
     # The last line: loggers of earlier tests in this process may write to stderr too.
     message = capsys.readouterr().err.splitlines()[-1]
     assert message.startswith('ERROR: ') and dead in message
-    assert str(tmp_path / 'hub' / 'checkpoints' / 'clip-vit-test-deadbeef.pth') in message
+    assert str(torch_home / 'hub' / 'checkpoints' / 'clip-vit-test-deadbeef.pth') in message

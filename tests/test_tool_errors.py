@@ -114,6 +114,23 @@ def test_more_bad_arguments_are_one_line(argv, expected, capsys, monkeypatch):
     _assert_one_error_line(out + err, expected, argv)
 
 
+def test_an_error_after_the_runner_started_is_a_log_line_without_code_location(tmp_path,
+                                                                              tiny_config):
+    """Logged (console and log file) as the run's other lines are: mmengine's ERROR format
+    would add 'mmclip/engine/launch.py - exit_code_of - <line>', which helps no user."""
+    missing = tmp_path / 'missing.pth'
+    result = _run(['tools/test.py', str(tiny_config()), str(missing),
+                   '--work-dir', str(tmp_path / 'work')])
+    assert result.returncode == 1
+    message = f'- mmengine - ERROR - Checkpoint file {missing} does not exist.'
+    _assert_one_error_line(result.stdout + result.stderr, message, 'tools/test.py')
+    assert re.search(r'^\d\d/\d\d \d\d:\d\d:\d\d ' + re.escape(message) + '$',
+                     result.stdout + result.stderr, re.M)
+    (log, ) = (tmp_path / 'work').glob('*/*.log')
+    assert re.search(r'^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ' + re.escape(message) + '$',
+                     log.read_text(), re.M)
+
+
 def test_debug_brings_the_traceback_back(monkeypatch):
     monkeypatch.chdir(ROOT)
     with pytest.raises(FileNotFoundError, match='nope.py'):
@@ -188,8 +205,10 @@ def _documented_commands() -> list:
                          ids=lambda x: x if isinstance(x, str) else ' '.join(x[:2]))
 def test_documented_commands_parse_and_name_real_configs(doc, argv, monkeypatch):
     from mmclip.apis.model_zoo import resolve_config
+    from mmclip.engine.launch import merge_cfg_options
     monkeypatch.chdir(ROOT)
     args = _tool(argv[0]).parse_args(argv[1:])
     spec = getattr(args, 'config', None) or getattr(args, 'model', None)
     if spec is not None:
-        resolve_config(spec)  # a config file of the repository, or a zoo name
+        cfg = resolve_config(spec)[0]  # a config file of the repository, or a zoo name
+        merge_cfg_options(cfg, getattr(args, 'cfg_options', None))  # keys the config has

@@ -143,7 +143,7 @@ def single_process(setup, tmp_path_factory):
     root, checkpoint, *_ = setup
     work = tmp_path_factory.mktemp('single')
     result = _run_test_py(checkpoint, work, '--out', str(work / 'preds.json'), data_root=root,
-                          extra_options=['test_evaluator.per_class=True'])
+                          extra_options=['+test_evaluator.per_class=True'])
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     (log_json, ) = work.glob('*/*.json')
     return (result.stdout + result.stderr, json.loads((work / 'preds.json').read_text()),

@@ -221,6 +221,7 @@ def _umask() -> int:
 
 def test_head_is_cached_and_reused(b32, cache_home, monkeypatch, caplog):
     oc, path, model = b32
+    monkeypatch.setenv('TORCH_HOME', str(cache_home))  # where b32 built its head
     cached = Path(zero_shot.cache_path(zero_shot.cache_key(model.text_backbone, CLASSES,
                                                            TEMPLATES)))
     assert cached.parent == cache_home / 'hub' / 'mmclip' / 'zeroshot_heads'
@@ -231,10 +232,11 @@ def test_head_is_cached_and_reused(b32, cache_home, monkeypatch, caplog):
     def refuse(*args, **kwargs):
         raise AssertionError('the cached head should have been used')
 
-    monkeypatch.setattr(zero_shot, 'build_class_embeddings', refuse)
-    again = mmclip.get_model(B32, pretrained=str(path), classes=CLASSES, templates=TEMPLATES)
+    with monkeypatch.context() as mp:
+        mp.setattr(zero_shot, 'build_class_embeddings', refuse)
+        again = mmclip.get_model(B32, pretrained=str(path), classes=CLASSES,
+                                 templates=TEMPLATES)
     assert torch.equal(again.head.class_embeddings, built)
-    monkeypatch.undo()
     # A damaged cache file is rebuilt (with a warning), not trusted.
     cached.write_bytes(b'not a safetensors file')
     rebuilt = mmclip.get_model(B32, pretrained=str(path), classes=CLASSES, templates=TEMPLATES)
@@ -369,7 +371,7 @@ def test_tools_test_top1_top5_equal_open_clips(b32, images_dir, tmp_path):
     config = tmp_path / 'zeroshot_10.py'
     config.write_text(f'_base_ = {get_model_info(B32).config!r}\n'
                       f'model = dict(head=dict(classes={classes!r}, templates={TEMPLATES!r}))\n')
-    env = dict(os.environ, OMP_NUM_THREADS='1', TORCH_HOME=str(tmp_path / 'torch_home'))
+    env = dict(os.environ, OMP_NUM_THREADS='1')
     env['PYTHONPATH'] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
     cmd = [sys.executable, str(ROOT / 'tools' / 'test.py'), str(config), str(path),
            '--work-dir', str(tmp_path / 'work'), '--cfg-options',

@@ -25,7 +25,7 @@ import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 
@@ -35,6 +35,7 @@ from mmclip.checkpoint import load_checkpoint
 from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
     HelpFormatter,
+    add_cfg_options,
     add_debug_option,
     add_launch_options,
     add_precision_options,
@@ -77,8 +78,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_precision_options(parser)
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the backbone (the first batches compile)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys, e.g. test_dataloader.batch_size=32')
+    add_cfg_options(parser, 'test_dataloader.batch_size=32')
     add_launch_options(parser)
     add_debug_option(parser)
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ import os
 import os.path as osp
 from typing import List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
@@ -29,6 +29,7 @@ from mmclip.checkpoint.download import is_url
 from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
     HelpFormatter,
+    add_cfg_options,
     add_debug_option,
     add_launch_options,
     add_precision_options,
@@ -61,8 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_precision_options(parser)
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the LR by (GPUs x batch size) / auto_scale_lr.base_batch_size')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys, e.g. train_cfg.max_epochs=10')
+    add_cfg_options(parser, 'train_cfg.max_epochs=10')
     add_launch_options(parser)
     add_debug_option(parser)
     args = parser.parse_args(argv)

@@ -36,7 +36,9 @@ default_hooks = dict(logger=dict(type='LoggerHook', interval=100))
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
+    # timeout: seconds a collective waits for a rank that stopped answering (the tools'
+    # default, here so that --cfg-options env_cfg.dist_cfg.timeout=N names a key).
+    dist_cfg=dict(backend='nccl', timeout=1800),
 )
 visualizer = dict(type='LazyFigureVisualizer', vis_backends=[dict(type='LocalVisBackend')])
 log_level = 'INFO'

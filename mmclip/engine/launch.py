@@ -7,7 +7,10 @@
   ``--amp`` / ``--precision`` (``add_precision_options``, ``chosen_precision``).
 - The options tools/train.py and tools/test.py share (``apply_common_args``:
   ``--cfg-options``, ``--work-dir``, ``--data-root``, worker count capped at the machine's
-  cores). Configs come from a file or a zoo name through ``mmclip.apis.model_zoo.resolve_config``.
+  cores). Configs come from a file or a zoo name through
+  ``mmclip.apis.model_zoo.resolve_config``. ``--cfg-options`` (``add_cfg_options``,
+  ``merge_cfg_options``) only sets keys the config has: a misspelt key would be ignored,
+  or end in a traceback from deep in a builder, so it is refused with the closest keys.
 - Distributed set-up: mmengine 0.10.7 assumes CUDA for ``--launcher pytorch`` (its
   launcher calls ``torch.cuda.set_device`` and its DDP wrapper passes
   ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU-only machine). These helpers
@@ -19,6 +22,7 @@
 import argparse
 import copy
 import datetime
+import difflib
 import gc
 import inspect
 import logging
@@ -26,11 +30,12 @@ import os
 import os.path as osp
 import sys
 from argparse import Namespace
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import MMLogger
+from mmengine.runner import Runner
 
 from mmclip.checkpoint import (
     CheckpointDownloadError,
@@ -147,10 +152,158 @@ def check_cfg_options(options: Optional[dict]) -> None:
     """Refuse ``--cfg-options`` keys that would set a bare ``data_root``, ``pretrained`` or
     ``num_classes``."""
     for key in options or {}:
+        key = key[len(NEW_KEY_PREFIX):] if key.startswith(NEW_KEY_PREFIX) else key
         if key in _RESOLVED_VARIABLES:
             raise ValueError(f'--cfg-options {key}=...: a top-level {key} is read by no '
                              f'component (a config variable is resolved when the file is read), '
                              f'so setting it changes nothing; use {_RESOLVED_VARIABLES[key]}.')
+
+
+# ``+KEY=VALUE`` adds a key the config does not have (e.g. a keyword argument of the class
+# a dict builds that the config leaves at its default); every other KEY must exist.
+NEW_KEY_PREFIX = '+'
+# Top-level settings mmengine's Runner reads when a config has them (experiment_name, ...).
+RUNNER_SETTINGS = frozenset(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``KEY=VALUE`` items; numbers, booleans, None and lists
+    parsed), with a ``ValueError`` naming the item for an item without ``=`` or a value with
+    unbalanced brackets, where mmengine's gave an unpacking error or an assertion."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Namespace,
+                 values: Sequence[str], option_string: Optional[str] = None) -> None:
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for item in values:
+            key, equals, text = item.partition('=')
+            if not equals or not key:
+                raise ValueError(f"--cfg-options: {item!r} is not KEY=VALUE "
+                                 '(e.g. test_dataloader.batch_size=32).')
+            try:
+                options[key] = self._parse_iterable(text)
+            except AssertionError:
+                raise ValueError(f"--cfg-options: {item!r}: the value has unbalanced brackets "
+                                 '(a list is [a,b] or a,b; a tuple is (a,b)).') from None
+        setattr(namespace, self.dest, options)
+
+
+def add_cfg_options(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--cfg-options KEY=VALUE ...`` (``CfgOptionsAction``), checked by
+    ``merge_cfg_options``."""
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, metavar='KEY=VALUE',
+                        help=f'override config keys, e.g. {example}; a KEY (a.b, or a.0.b for '
+                        'an item of a list) must exist in the config, +KEY=VALUE adds a new one')
+
+
+def _lookup(tree: Any, key: str) -> Tuple[bool, Any]:
+    """(found, value) of the dotted ``key`` in ``tree``; a number indexes a list, as
+    mmengine's ``merge_from_dict`` does. The empty key is ``tree`` itself."""
+    node = tree
+    for part in key.split('.') if key else []:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False, None
+    return True, node
+
+
+def _all_keys(tree: Any, prefix: str = '') -> List[str]:
+    """Every dotted key in ``tree``: sections, their keys, list items."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        items = enumerate(tree)
+    else:
+        return []
+    keys = []
+    for name, value in items:
+        key = f'{prefix}{name}'
+        keys += [key] + _all_keys(value, key + '.')
+    return keys
+
+
+def _unknown_key(tree: dict, key: str) -> ValueError:
+    """'unknown key', with the closest existing key, or else the keys of the deepest section
+    ``key`` starts with. Only the part after that section is compared (all of
+    ``loader.zzz`` would resemble ``loader.lr``), with keys of the same depth first (a
+    misspelt leaf is not a section)."""
+    parts = key.split('.')
+    parent = next(p for p in ('.'.join(parts[:i]) for i in range(len(parts) - 1, -1, -1))
+                  if _lookup(tree, p)[0])
+    section = _lookup(tree, parent)[1]
+    start = len(parent) + 1 if parent else 0
+    rest = key[start:]
+    below = _all_keys(section)
+    close = (difflib.get_close_matches(rest, [k for k in below if k.count('.') == rest.count('.')],
+                                       n=1, cutoff=0.6)
+             or difflib.get_close_matches(rest, below, n=1, cutoff=0.6))
+    if close:
+        hint = f"did you mean '{key[:start]}{close[0]}'?"
+    else:
+        names = sorted(map(str, section)) if isinstance(section, dict) else []
+        where = f"'{parent}'" if parent else 'the config (top level)'
+        hint = f'{where} has: {", ".join(names)}' if names else f'{where} has no keys'
+    return ValueError(f"--cfg-options: unknown key '{key}'; {hint}")
+
+
+def _check_value(key: str, old: Any, new: Any) -> None:
+    """A number or boolean of the config stays one (None is allowed anywhere): text where a
+    number belongs would fail in a builder, with a traceback that names no option."""
+    if old is None or new is None:
+        return
+    if isinstance(old, bool):
+        ok, expected = isinstance(new, bool), 'True or False'
+    elif isinstance(old, int):
+        ok, expected = isinstance(new, int) and not isinstance(new, bool), 'an integer'
+    elif isinstance(old, float):
+        ok, expected = isinstance(new, (int, float)) and not isinstance(new, bool), 'a number'
+    else:
+        return
+    if not ok:
+        raise ValueError(f'--cfg-options: {key}={new}: expected {expected} '
+                         f'(the config has {old!r}).')
+
+
+def _checked_key(tree: dict, key: str, value: Any) -> str:
+    """The key to merge for the ``--cfg-options`` item ``key=value``, checked against the
+    config ``tree`` (see ``merge_cfg_options``)."""
+    if key.startswith(NEW_KEY_PREFIX):
+        name = key[len(NEW_KEY_PREFIX):]
+        if _lookup(tree, name)[0]:
+            raise ValueError(f"--cfg-options: '{key}' adds a key, but '{name}' exists "
+                             f"already; set it without the '{NEW_KEY_PREFIX}'.")
+        parent = name.rpartition('.')[0]
+        found, section = _lookup(tree, parent)
+        if not found:
+            raise _unknown_key(tree, parent)
+        if not isinstance(section, dict) or not name.rpartition('.')[2]:
+            raise ValueError(f"--cfg-options: '{key}': '{parent}' is not a section (dict) of "
+                             'the config, so no key can be added to it.')
+        return name
+    found, old = _lookup(tree, key)
+    if not found and key not in RUNNER_SETTINGS:
+        raise _unknown_key(tree, key)
+    _check_value(key, old, value)
+    return key
+
+
+def merge_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
+    """Merge ``--cfg-options`` into ``cfg`` in place. Each key must exist in the config (at
+    any depth; ``a.0.b`` for an item of a list), or be a top-level setting of mmengine's
+    Runner, or be declared new as ``+KEY`` in a section the config has. A number or boolean
+    must stay one.
+
+    Raises:
+        ValueError: one line naming the key, with the closest existing keys for an
+            unknown one.
+    """
+    if not options:
+        return
+    check_cfg_options(options)
+    tree = cfg.to_dict()
+    cfg.merge_from_dict({_checked_key(tree, key, value): value for key, value in options.items()})
 
 
 def set_data_root(cfg: Config, root: str, loader_keys: Sequence[str] = LOADER_KEYS) -> None:
@@ -180,9 +333,7 @@ def apply_common_args(cfg: Config, args: Namespace) -> Config:
     ``work_dir``, else ``./work_dirs/<config or zoo name>``); DataLoader workers are capped
     at the cores available. ``cfg`` is not changed."""
     cfg = copy.deepcopy(cfg)
-    check_cfg_options(args.cfg_options)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -247,6 +398,27 @@ def user_message(err: Exception) -> str:
     return message
 
 
+# mmengine's format for every level but ERROR, where it adds the code location: that of
+# exit_code_of, which tells the user nothing (the message names the file or option).
+_ERROR_FORMAT = '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
+
+
+def log_error(logger: logging.Logger, message: str) -> None:
+    """Log ``message`` at ERROR to each handler of ``logger`` (the console and the Runner's
+    log file), formatted as its other lines are, with each handler's date format."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logger.handlers:
+        if record.levelno < handler.level:
+            continue
+        formatter = handler.formatter
+        handler.setFormatter(logging.Formatter(_ERROR_FORMAT,
+                                               getattr(formatter, 'datefmt', None)))
+        try:
+            handler.handle(record)
+        finally:
+            handler.setFormatter(formatter)
+
+
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: its exit code when it returns an int, else 0; 1, with a
     one-line error, for a ``USER_ERRORS`` error (logged, so that it also reaches the log
@@ -263,7 +435,7 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
         if logger is before or logger.instance_name == 'mmengine':  # no Runner started
             print(f'ERROR: {user_message(err)}', file=sys.stderr)
         else:
-            logger.error(user_message(err))
+            log_error(logger, user_message(err))
         return 1
     return result if isinstance(result, int) else 0
 

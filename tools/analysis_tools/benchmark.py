@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
@@ -59,12 +59,14 @@ from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
 from mmclip.engine.launch import (
     HelpFormatter,
+    add_cfg_options,
     add_debug_option,
     add_precision_options,
     check_cfg_options,
     debug_requested,
     default_device,
     exit_code_of,
+    merge_cfg_options,
 )
 from mmclip.registry import TRANSFORMS
 from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
@@ -115,8 +117,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='time imports, build, checkpoint load and first batch in a '
                         'fresh process')
     parser.add_argument('--out', help='write the results to this JSON file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. model.head.num_classes=10')
+    add_cfg_options(parser, 'model.head.num_classes=10')
     add_debug_option(parser)
     parser.add_argument('--startup-child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -152,8 +153,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # ---- model building ------------------------------------------------------------------
 def config_with_options(spec: str, cfg_options: Optional[dict]) -> Config:
     cfg = resolve_config(spec)[0]
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options)
     return cfg
 
 

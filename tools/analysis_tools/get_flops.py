@@ -11,16 +11,16 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from mmengine.analysis import get_model_complexity_info
-from mmengine.config import DictAction
 
 from mmclip import get_model
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.engine.launch import (
     HelpFormatter,
+    add_cfg_options,
     add_debug_option,
-    check_cfg_options,
     debug_requested,
     exit_code_of,
+    merge_cfg_options,
 )
 
 
@@ -31,8 +31,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input height and width, multiples of the patch size '
                         '(default: the backbone img_size)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. model.head.num_classes=10')
+    add_cfg_options(parser, 'model.head.num_classes=10')
     add_debug_option(parser)
     return parser.parse_args(argv)
 
@@ -67,9 +66,7 @@ def params_at_224_grid(model: torch.nn.Module, params: int) -> int:
 
 def run(args: argparse.Namespace) -> None:
     cfg = resolve_config(args.config)[0]
-    check_cfg_options(args.cfg_options)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     size = cfg.model.backbone.get('img_size', 224)
     shape = tuple(args.shape) if args.shape else (size, size)
     check_shape(shape, cfg.model.backbone.get('patch_size', 16))
