@@ -385,7 +385,7 @@ def _dropped_paths(obj: Any) -> List[Tuple]:
     return found
 
 
-def _drop_statistics(checkpoint: Any, path: str, names: Tuple[str, ...], shown: str) -> Any:
+def _drop_statistics(checkpoint: Any, path: str, names: Tuple[str, ...], file_name: str) -> Any:
     """Remove the message-hub entries (``message_hub.<section>.<name>``) that held numpy
     or HistoryBuffer objects; refuse the file if such an object sits anywhere else."""
     dropped = sorted(set(p[:3] for p in _dropped_paths(checkpoint)), key=str)
@@ -398,8 +398,8 @@ def _drop_statistics(checkpoint: Any, path: str, names: Tuple[str, ...], shown: 
     for _, section, name in dropped:
         checkpoint['message_hub'][section].pop(name, None)
     shown = ', '.join(_key_path(p) for p in dropped[:5])
-    print_log(f'{shown}: dropped {len(dropped)} logging statistics that mmengine saved as numpy '
-              f'/ HistoryBuffer objects, which mmclip never builds ({shown}'
+    print_log(f'{file_name}: dropped {len(dropped)} logging statistics that mmengine saved as '
+              f'numpy / HistoryBuffer objects, which mmclip never builds ({shown}'
               f'{", ..." if len(dropped) > 5 else ""}); weights, optimizer and scheduler '
               f'state load as saved.', logger='current', level=logging.WARNING)
     return checkpoint
