@@ -535,3 +535,74 @@ def test_finetune_from_local_files_set_on_the_command_line(two_class_folder, tmp
     assert hook['checkpoint'] == str(tmp_path / 'in1k.pth')
     text = (work / 'ft_tiny.py').read_text()
     assert 'https://' not in text and 'data/custom' not in text
+
+
+# ---- the seed configs train (issue 18) ------------------------------------------------------
+@pytest.fixture(scope='module')
+def imagenet_root(tmp_path_factory, images_dir) -> Path:
+    """An ImageNet-layout root with annotation files: two photos per split."""
+    root = tmp_path_factory.mktemp('imagenet')
+    photos = sorted(images_dir.glob('*.png'))[:2]
+    (root / 'meta').mkdir()
+    for split in ('train', 'val'):
+        (root / split).mkdir()
+        for photo in photos:
+            with Image.open(photo) as img:
+                img.convert('RGB').resize((64, 48)).save(root / split / photo.name)
+        (root / 'meta' / f'{split}.txt').write_text(
+            ''.join(f'{p.name} {i * 7}\n' for i, p in enumerate(photos)))
+    return root
+
+
+SEED_CONFIGS = sorted((ROOT / 'configs' / 'clip').glob('vit-base-p*_pt-64xb64_in1k*.py'))
+ONE_ITERATION = ['train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
+                 'val_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+                 'val_dataloader.num_workers=0', '+default_hooks.checkpoint=None']
+
+
+@pytest.mark.parametrize('seed', SEED_CONFIGS, ids=lambda p: p.stem)
+def test_seed_config_trains_an_iteration(seed, imagenet_root, tmp_path, capsys):
+    """The seed's data, schedule and runtime at its own resolution; the model is made
+    tiny by a config inheriting the seed, as users write theirs."""
+    config = tmp_path / 'tiny_seed.py'
+    config.write_text(f'_base_ = [{str(seed)!r}]\n'
+                      f'model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r})), '
+                      f'head=dict(in_channels={TINY_ARCH["embed_dims"]}))\n')
+    run_train([str(config), '--data-root', str(imagenet_root), '--work-dir',
+               str(tmp_path / 'work'), '--cfg-options', *ONE_ITERATION])
+    out = capsys.readouterr().out
+    assert re.search(r'Epoch\(train\) \[1\]\[1/1\].*loss: \d', out), out[-2000:]
+    assert re.search(r'Epoch\(val\) \[1\]\[1/1\].*accuracy/top1', out), out[-2000:]
+
+
+def test_finetune_config_written_the_mmpretrain_way_on_a_seed_config(data_root, tmp_path,
+                                                                     capsys):
+    """``_base_ = [seed]`` with ``_delete_=True`` overrides of its train parts."""
+    config = tmp_path / 'my_finetune.py'
+    config.write_text(
+        f"_base_ = [{str(SEED_CONFIGS[0])!r}]\n"
+        f"model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), img_size=32),\n"
+        f"             head=dict(in_channels={TINY_ARCH['embed_dims']}, "
+        f"num_classes={NUM_CLASSES}))\n"
+        f"data_preprocessor = dict(num_classes={NUM_CLASSES})\n"
+        f"train_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(\n"
+        f"    _delete_=True, type='CustomDataset', data_root={str(data_root)!r},\n"
+        f"    data_prefix='train', pipeline={PIPELINE!r}))\n"
+        f"val_dataloader = None\nval_cfg = None\nval_evaluator = None\n"
+        f"optim_wrapper = dict(_delete_=True, optimizer=dict(type='AdamW', lr=1e-3))\n"
+        f"param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, "
+        f"begin=0, end=2)]\n"
+        f"train_cfg = dict(_delete_=True, by_epoch=False, max_iters=2)\n"
+        f"default_hooks = dict(checkpoint=None, logger=dict(interval=1))\n")
+    run_train([str(config), '--work-dir', str(tmp_path / 'work')])
+    out = capsys.readouterr().out  # 2 iterations, logged as batches of the first epoch
+    assert re.search(r'\(train\) \[1\]\[2/\d+\].*loss: \d', out), out[-2000:]
+    assert not re.search(r'\[3/\d+\]', out)
+
+
+def test_an_evaluation_config_given_to_train_is_one_line(tmp_path, capsys):
+    config = ROOT / 'configs/clip/vit-base-p32_clip-openai-pre_3rdparty_in1k.py'
+    assert train_tool.main([str(config), '--work-dir', str(tmp_path / 'work')]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and 'has no training setup' in errors[0], errors
+    assert 'train_dataloader' in errors[0]

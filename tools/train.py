@@ -157,8 +157,23 @@ def build_runner(cfg: Config, verbose: bool) -> Runner:
     return (MMClipRunner if verbose else QuietRunner).from_cfg(cfg)
 
 
+TRAIN_PARTS = ('train_dataloader', 'train_cfg', 'optim_wrapper')
+
+
+def check_train_parts(cfg: Config, config: str) -> None:
+    """An evaluation-only config (a zoo model's, or the zero-shot ones) cannot train."""
+    missing = [key for key in TRAIN_PARTS if not cfg.get(key)]
+    if missing:
+        raise ValueError(
+            f'{config} has no training setup ({", ".join(missing)} missing): it is an '
+            f'evaluation config. Train from a seed config (configs/clip/*_pt-64xb64_in1k*.py) '
+            f'or a config that inherits one (docs/finetune.md).')
+
+
 def train(args: argparse.Namespace) -> None:
-    cfg = merge_args(resolve_config(args.config)[0], args)
+    cfg, _ = resolve_config(args.config)
+    check_train_parts(cfg, args.config)
+    cfg = merge_args(cfg, args)
     init_cpu_process_group(cfg)
     runner = build_runner(cfg, args.verbose)
     check_num_classes(runner)
