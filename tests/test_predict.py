@@ -14,7 +14,7 @@ import torch
 from conftest import write_tiny_config
 
 from mmclip import get_model
-from mmclip.apis.batch_prediction import collect_inputs
+from mmclip.apis.batch_prediction import JSONL_MARKER, collect_inputs
 from mmclip.apis.inference import ImageClassificationInferencer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,10 @@ def _predict(setup, out, *extra, launcher=(sys.executable, )):
 
 
 def _jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """The records of a jsonl output, after its marker line."""
+    lines = Path(path).read_text(encoding='utf-8').splitlines()
+    assert json.loads(lines[0]) == JSONL_MARKER
+    return [json.loads(line) for line in lines[1:]]
 
 
 @pytest.fixture(scope='module')
