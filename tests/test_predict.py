@@ -325,3 +325,22 @@ def test_paths_holding_line_separators_round_trip(setup, images_dir, tmp_path):
     line = _predict_refused(setup_odd, tmp_path / 'odd.csv')
     assert line.startswith('ERROR: ') and 'line break' in line and '.jsonl' in line
     assert not (tmp_path / 'odd.csv').exists()
+
+
+@pytest.mark.parametrize('case', ['huge weights', 'short class list'])
+def test_a_broken_checkpoint_is_one_error_line_naming_it(setup, tmp_path, case):
+    config, checkpoint, folder = setup
+    state = torch.load(checkpoint)['state_dict']
+    meta = {}
+    if case == 'huge weights':
+        state['head.layers.head.weight'].fill_(3e38)  # finite; the logits overflow
+        expected = 'the model outputs NaN or Inf for an image'
+    else:
+        meta = dict(dataset_meta=dict(classes=['cat', 'dog']))
+        expected = '2 class names for a model with 1000 classes.'
+    broken = tmp_path / 'broken.pth'
+    torch.save(dict(state_dict=state, meta=meta), broken)
+    out = tmp_path / 'out.jsonl'
+    line = _predict_refused((config, broken, folder), out)
+    assert line.startswith(f'ERROR: {broken}: {expected}')
+    assert not out.exists()  # nothing predicted: no record claims label 0

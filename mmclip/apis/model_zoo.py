@@ -164,9 +164,15 @@ def check_class_names(classes, num_classes: Optional[int], source: str) -> Tuple
     checked where they are used: a list or tuple of ``str``, one per class of the head
     (``num_classes``, when known). A plain string is not a list of names (it would index
     as characters), and a short list would name the wrong classes or fail mid-run."""
-    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
-        raise CheckpointFormatError(f'{source}: its class names must be a list of strings, '
-                                    f'one per class; got {type(classes).__name__}.')
+    per_class = f'one per class ({num_classes})' if num_classes is not None else 'one per class'
+    if not isinstance(classes, (list, tuple)):
+        raise CheckpointFormatError(f'{source}: the class names must be a list of strings, '
+                                    f'{per_class}; got a {type(classes).__name__}.')
+    bad = [type(c).__name__ for c in classes if not isinstance(c, str)]
+    if bad:
+        raise CheckpointFormatError(f'{source}: the class names must be a list of strings, '
+                                    f'{per_class}; got a {type(classes).__name__} holding '
+                                    f'{len(bad)} {bad[0]}.')
     if num_classes is not None and len(classes) != num_classes:
         raise CheckpointFormatError(f'{source}: {len(classes)} class names for a model with '
                                     f'{num_classes} classes.')
