@@ -190,7 +190,7 @@ class PredictionFile:
     def _read_bytes(self) -> Optional[bytes]:
         """The file's content, None when there is no file; never through a link."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # FIFO: no wait
         except FileNotFoundError:
             return None
         except OSError:
