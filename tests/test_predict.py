@@ -14,7 +14,12 @@ import torch
 from conftest import write_tiny_config
 
 from mmclip import get_model
-from mmclip.apis.batch_prediction import JSONL_MARKER, collect_inputs
+from mmclip.apis.batch_prediction import (
+    JSONL_MARKER,
+    OutputFileError,
+    PredictionFile,
+    collect_inputs,
+)
 from mmclip.apis.inference import ImageClassificationInferencer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,3 +349,30 @@ def test_a_broken_checkpoint_is_one_error_line_naming_it(setup, tmp_path, case):
     line = _predict_refused((config, broken, folder), out)
     assert line.startswith(f'ERROR: {broken}: {expected}')
     assert not out.exists()  # nothing predicted: no record claims label 0
+
+
+def test_csv_rows_are_checked_like_jsonl_records(tmp_path):
+    out = tmp_path / 'out.csv'
+    target = PredictionFile(str(out), '.csv', 2)
+    good = [dict(path='a.jpg', labels=[3, 1], classes=['cat', None], scores=[0.75, 0.25]),
+            dict(path='b\u2028.jpg', error='OSError: truncated')]
+    target.append(target.format(r) for r in good)
+    with out.open('a', encoding='utf-8') as f:
+        f.write('c.jpg,x,1,cat,dog,0.5,0.5,\n'  # line 4: a label that is not an index
+                'd.jpg,1,,cat,,0.5,,boom\n'  # line 5: an error row with predictions
+                'e.jpg,1\n'  # line 6: too few columns
+                'f.jpg,1,2,cat,dog,0.5,1.5,\n'  # line 7: a score that is no probability
+                'a.jpg,1,2,cat,dog,0.5,0.5,\n')  # line 8: a second record of a.jpg
+    held = target.read({'a.jpg', 'b\u2028.jpg', 'c.jpg', 'd.jpg', 'e.jpg', 'f.jpg'})
+    assert held.done == {'a.jpg', 'b\u2028.jpg'} and held.errors == 1
+    assert [d.split(':')[0] for d in held.dropped] == [f'line {n}' for n in range(4, 9)]
+    target.tidy(held)
+    assert target.read({'a.jpg'}).lines == held.lines and len(held.lines) == 2
+    assert out.read_text(encoding='utf-8').splitlines()[0] == ','.join(target.header)
+
+
+def test_a_fifo_out_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / 'out.jsonl'
+    os.mkfifo(fifo)
+    with pytest.raises(OutputFileError, match='is not a regular file'):
+        PredictionFile(str(fifo), '.jsonl', 5).read(set())
