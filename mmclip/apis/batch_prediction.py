@@ -232,21 +232,21 @@ class PredictionFile:
         held.torn = len(body) - len(complete)
         for number, line in enumerate(complete.split(b'\n')[:-1], 2):
             record, why = self._parse(line)
-            path = record.get('path') if why is None else None
-            if why is None and path not in inputs:
-                held.others += 1  # an earlier run's other images: kept, never used
-            elif why is None and path in held.done:
+            path = record.get('path')
+            if why is None and path in held.done:
                 why = f'a second record of {path!r}'
-            elif why is None and 'error' in record and retry_errors:
-                held.retried.add(path)
-                continue
-            elif why is None:
-                held.done.add(path)
-                held.errors += 'error' in record
             if why is not None:
                 held.dropped.append(f'line {number}: {why}')
                 continue
-            held.lines.append((record['path'], line.decode('utf-8') + '\n'))
+            if path not in inputs:
+                held.others += 1  # an earlier run's other images: kept, never used
+            elif 'error' in record and retry_errors:
+                held.retried.add(path)
+                continue
+            else:
+                held.done.add(path)
+                held.errors += 'error' in record
+            held.lines.append((path, line.decode('utf-8') + '\n'))
         return held
 
     def _parse(self, line: bytes) -> tuple:
