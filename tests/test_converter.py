@@ -71,3 +71,64 @@ def test_bin_to_safetensors_and_bad_input(tmp_path, tiny_config, capsys):
     err = capsys.readouterr().err
     assert 'already_mmclip.pth is not a timm ViT state dict' in err
     assert 'converted already' in err and 'Traceback' not in err
+
+
+@pytest.fixture
+def tiny_timm_file(tmp_path) -> Path:
+    reference = timm.create_model('vit_base_patch32_clip_224', pretrained=False, img_size=64,
+                                  patch_size=16, embed_dim=64, depth=2, num_heads=2,
+                                  mlp_ratio=2.0, num_classes=10)
+    path = tmp_path / 'pytorch_model.bin'
+    torch.save(reference.state_dict(), path)
+    return path
+
+
+def _refused(capsys, *argv: str) -> str:
+    capsys.readouterr()
+    assert run_tool(*argv) == 1
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_dst_symlink_is_refused_and_its_target_untouched(tiny_timm_file, tmp_path, capsys):
+    target = tmp_path / 'someone_elses.pth'
+    target.write_bytes(b'precious')
+    for ext in ('.pth', '.safetensors'):
+        link = tmp_path / f'link{ext}'
+        link.symlink_to(target)
+        for extra in ((), ('--overwrite', )):
+            assert _refused(capsys, str(tiny_timm_file), str(link), *extra) == (
+                f'ERROR: DST {link} is a symbolic link; the converter writes only a regular '
+                f'file: give another path.')
+        assert link.is_symlink() and target.read_bytes() == b'precious'
+    dangling = tmp_path / 'dangling.pth'
+    dangling.symlink_to(tmp_path / 'missing' / 'x.pth')
+    assert 'is a symbolic link' in _refused(capsys, str(tiny_timm_file), str(dangling))
+
+
+def test_existing_dst_is_kept_unless_overwrite_and_written_atomically(tiny_timm_file,
+                                                                     tmp_path, capsys,
+                                                                     monkeypatch):
+    dst = tmp_path / 'out.pth'
+    dst.write_bytes(b'an earlier file')
+    assert _refused(capsys, str(tiny_timm_file), str(dst)) == (
+        f'ERROR: DST {dst} exists; pass --overwrite to replace it.')
+    assert dst.read_bytes() == b'an earlier file'
+    assert run_tool(str(tiny_timm_file), str(dst), '--overwrite') == 0
+    assert len(read_checkpoint_file(str(dst))) == len(torch.load(tiny_timm_file))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out.pth', 'pytorch_model.bin']
+
+    # A save that fails half-way leaves neither a half-written DST nor a partial file.
+    def fail_half_way(obj, f, *args, **kwargs):
+        f.write(b'half a checkpoint')
+        raise OSError('No space left on device')
+
+    monkeypatch.setattr(torch, 'save', fail_half_way)
+    before = dst.read_bytes()
+    with pytest.raises(OSError, match='No space left'):
+        run_tool(str(tiny_timm_file), str(dst), '--overwrite')
+    assert dst.read_bytes() == before
+    with pytest.raises(OSError, match='No space left'):
+        run_tool(str(tiny_timm_file), str(tmp_path / 'new.pth'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out.pth', 'pytorch_model.bin']

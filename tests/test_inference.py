@@ -224,3 +224,44 @@ def test_image_demo_batches_images_and_exits_cleanly_offline(checkpoint, capsys,
     message = capsys.readouterr().err.splitlines()[-1]
     assert message.startswith('ERROR: ') and dead in message
     assert str(torch_home / 'hub' / 'checkpoints' / 'clip-vit-test-deadbeef.pth') in message
+
+
+def _checkpoint_with(config: str, path: Path, classes=None, head_value=None) -> str:
+    """The tiny model's weights in ``path``, with ``classes`` as the checkpoint's class
+    names and the head's weights set to ``head_value``."""
+    model = get_model(config)
+    if head_value is not None:
+        with torch.no_grad():
+            model.head.layers.head.weight.fill_(head_value)
+    meta = dict(dataset_meta=dict(classes=classes)) if classes is not None else {}
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), path)
+    return str(path)
+
+
+@pytest.mark.parametrize('classes,message', [
+    ('cat', 'the class names must be a list of strings, one per class (1000); got a str.'),
+    (['cat', 'dog'], '2 class names for a model with 1000 classes.'),
+    (['cat'] * 999 + [7], 'the class names must be a list of strings, one per class (1000); '
+                          'got a list holding 1 int.'),
+])
+def test_class_names_from_a_checkpoint_are_checked(checkpoint, tmp_path, classes, message):
+    config, _ = checkpoint
+    path = _checkpoint_with(config, tmp_path / 'named.pth', classes)
+    with pytest.raises(ValueError) as info:
+        get_model(config, pretrained=path)
+    assert str(info.value) == f'{path}: {message}'
+    names = [f'class {i}' for i in range(1000)]
+    model = get_model(config, pretrained=_checkpoint_with(config, tmp_path / 'ok.pth', names))
+    assert model.dataset_meta['classes'] == tuple(names)  # the check passes good names
+
+
+def test_finite_but_huge_weights_are_refused_naming_the_checkpoint(checkpoint, photos,
+                                                                    tmp_path):
+    config, _ = checkpoint
+    path = _checkpoint_with(config, tmp_path / 'huge.pth', head_value=3e38)
+    assert torch.isfinite(torch.load(path)['state_dict']['head.layers.head.weight']).all()
+    inferencer = ImageClassificationInferencer(config, pretrained=path, device='cpu')
+    with pytest.raises(inference_module.NonFiniteOutputError) as info:
+        inferencer(photos[0])
+    assert str(info.value).startswith(f'{path}: the model outputs NaN or Inf for an image')
+    assert '\n' not in str(info.value)

@@ -14,7 +14,12 @@ import torch
 from conftest import write_tiny_config
 
 from mmclip import get_model
-from mmclip.apis.batch_prediction import collect_inputs
+from mmclip.apis.batch_prediction import (
+    JSONL_MARKER,
+    OutputFileError,
+    PredictionFile,
+    collect_inputs,
+)
 from mmclip.apis.inference import ImageClassificationInferencer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +66,10 @@ def _predict(setup, out, *extra, launcher=(sys.executable, )):
 
 
 def _jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """The records of a jsonl output, after its marker line."""
+    lines = Path(path).read_text(encoding='utf-8').splitlines()
+    assert json.loads(lines[0]) == JSONL_MARKER
+    return [json.loads(line) for line in lines[1:]]
 
 
 @pytest.fixture(scope='module')
@@ -209,3 +217,162 @@ def test_a_run_killed_mid_way_then_rerun_holds_each_image_once(setup, tmp_path):
                    capture_output=True, timeout=300)
     paths = [r['path'] for r in _jsonl(out)]
     assert sorted(paths) == sorted(str(p) for p in folder.glob('*.png'))
+
+
+def _predict_refused(setup, out, *extra) -> str:
+    """Run predict.py expecting refusal: exit 1 and one ERROR line, no traceback."""
+    config, checkpoint, folder = setup
+    cmd = [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+           str(checkpoint), '--out', str(out), '--num-workers', '0', *extra]
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize('name,content', [
+    ('mine.jsonl', b'{"path": "my notes", "labels": [1]}'),  # one line, no final newline
+    ('mine.jsonl', b'{"mmclip": "something else"}\n{"path": "x"}\n'),  # a foreign marker
+    ('mine.jsonl', b'\xff\xfe binary'),
+    ('mine.csv', b'name,score\nme,1\n'),
+])
+def test_an_existing_file_it_did_not_write_is_refused_and_left_byte_identical(
+        setup, tmp_path, name, content):
+    out = tmp_path / name
+    out.write_bytes(content)
+    line = _predict_refused(setup, out)
+    assert line.startswith(f'ERROR: {out} exists and was not written by tools/predict.py')
+    assert out.read_bytes() == content
+
+
+def test_a_symlink_out_is_refused_and_its_target_kept(setup, reference, tmp_path):
+    target = tmp_path / 'target.jsonl'
+    target.write_bytes(reference.read_bytes())  # even a file predict.py wrote
+    out = tmp_path / 'link.jsonl'
+    out.symlink_to(target)
+    assert _predict_refused(setup, out) == f'ERROR: {out} is a symbolic link; ' \
+        'tools/predict.py writes only a regular file it created.'
+    assert out.is_symlink() and target.read_bytes() == reference.read_bytes()
+
+
+def test_forged_and_malformed_records_are_dropped_named_and_predicted_again(
+        setup, reference, tmp_path):
+    records = _jsonl(reference)
+    good = [r for r in records if 'error' not in r]
+    p = [r['path'] for r in good]
+    lines = [
+        json.dumps(dict(good[0], labels='0')),  # line 2: a field of the wrong type
+        json.dumps(dict(path=[p[1]], error='x')),  # line 3: a path that is a list
+        json.dumps([p[2]]),  # line 4: not an object
+        json.dumps(dict(good[3], scores=[float('nan')] * 3)),  # line 5: NaN scores
+        json.dumps(dict(good[4], classes=[1, 2, 3])),  # line 6: classes not names
+        json.dumps(dict(good[5], extra=True)),  # line 7: a field it never writes
+        json.dumps(good[6]),  # line 8: a true record, kept
+        json.dumps(dict(good[6], labels=[0, 1, 2])),  # line 9: a second record of it
+        json.dumps(dict(good[7], path='elsewhere/other.jpg')),  # line 10: kept, unused
+        '{"path": "torn',
+    ]
+    out = tmp_path / 'out.jsonl'
+    out.write_text(reference.read_text().splitlines(keepends=True)[0] + '\n'.join(lines))
+    config, checkpoint, folder = setup
+    cmd = [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
+           str(checkpoint), '--out', str(out), '--topk', '3', '--num-workers', '0']
+    result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    both = result.stdout + result.stderr
+    assert f'{out}: 7 line(s) are not records tools/predict.py writes' in both
+    for number in (2, 3, 4, 5, 6):
+        assert f'line {number}: ' in both
+    assert 'and 2 more' in both and '1 record(s) of images that are not among' in both
+    assert '12 classified now' in result.stdout and '7 untrusted lines dropped' in result.stdout
+    got = _jsonl(out)
+    assert got[0] == good[6] and got[1]['path'] == 'elsewhere/other.jpg'
+    by_path = {r['path']: r for r in got}
+    assert len(got) == 14 and set(by_path) == {r['path'] for r in records} | {
+        'elsewhere/other.jpg'}
+    for record in records:
+        assert by_path[record['path']].get('labels') == record.get('labels')
+        assert by_path[record['path']].get('error') == record.get('error')
+
+
+def test_error_records_are_kept_and_retried_with_retry_errors(setup, reference, tmp_path):
+    out = tmp_path / 'out.jsonl'
+    out.write_bytes(reference.read_bytes())
+    stdout = _predict(setup, out, '--topk', '3')
+    assert '0 classified now' in stdout and '2 error records kept' in stdout
+    assert out.read_bytes() == reference.read_bytes()
+    stdout = _predict(setup, out, '--topk', '3', '--retry-errors')
+    assert '2 classified now by rank 0 of 1 (2 retried after an error record)' in stdout
+    records = _jsonl(out)
+    assert sorted(r['path'] for r in records) == sorted(r['path'] for r in _jsonl(reference))
+    assert [Path(r['path']).name for r in records[-2:]] == ['empty.jpg', 'notes.png']
+    assert all('error' in r for r in records[-2:])
+
+
+def test_paths_holding_line_separators_round_trip(setup, images_dir, tmp_path):
+    config, checkpoint, _ = setup
+    photo = sorted(images_dir.glob('*.jpg'))[0]
+    folder = tmp_path / 'odd'
+    folder.mkdir()
+    names = ['new\nline.jpg', 'carriage\rreturn.jpg', 'line\u2028separator.jpg',
+             'next\x85line.jpg', 'plain.jpg']
+    for name in names:
+        shutil.copy(photo, folder / name)
+    out = tmp_path / 'odd.jsonl'
+    setup_odd = (config, checkpoint, folder)
+    assert '5 classified now' in _predict(setup_odd, out)
+    text = out.read_text(encoding='utf-8')
+    assert len(text.splitlines()) == len(names) + 1  # no raw separator in the file
+    assert sorted(Path(r['path']).name for r in _jsonl(out)) == sorted(names)
+    assert all('labels' in r for r in _jsonl(out))
+    assert '0 classified now' in _predict(setup_odd, out)
+    assert out.read_text(encoding='utf-8') == text
+    line = _predict_refused(setup_odd, tmp_path / 'odd.csv')
+    assert line.startswith('ERROR: ') and 'line break' in line and '.jsonl' in line
+    assert not (tmp_path / 'odd.csv').exists()
+
+
+@pytest.mark.parametrize('case', ['huge weights', 'short class list'])
+def test_a_broken_checkpoint_is_one_error_line_naming_it(setup, tmp_path, case):
+    config, checkpoint, folder = setup
+    state = torch.load(checkpoint)['state_dict']
+    meta = {}
+    if case == 'huge weights':
+        state['head.layers.head.weight'].fill_(3e38)  # finite; the logits overflow
+        expected = 'the model outputs NaN or Inf for an image'
+    else:
+        meta = dict(dataset_meta=dict(classes=['cat', 'dog']))
+        expected = '2 class names for a model with 1000 classes.'
+    broken = tmp_path / 'broken.pth'
+    torch.save(dict(state_dict=state, meta=meta), broken)
+    out = tmp_path / 'out.jsonl'
+    line = _predict_refused((config, broken, folder), out)
+    assert line.startswith(f'ERROR: {broken}: {expected}')
+    assert not out.exists()  # nothing predicted: no record claims label 0
+
+
+def test_csv_rows_are_checked_like_jsonl_records(tmp_path):
+    out = tmp_path / 'out.csv'
+    target = PredictionFile(str(out), '.csv', 2)
+    good = [dict(path='a.jpg', labels=[3, 1], classes=['cat', None], scores=[0.75, 0.25]),
+            dict(path='b\u2028.jpg', error='OSError: truncated')]
+    target.append(target.format(r) for r in good)
+    with out.open('a', encoding='utf-8') as f:
+        f.write('c.jpg,x,1,cat,dog,0.5,0.5,\n'  # line 4: a label that is not an index
+                'd.jpg,1,,cat,,0.5,,boom\n'  # line 5: an error row with predictions
+                'e.jpg,1\n'  # line 6: too few columns
+                'f.jpg,1,2,cat,dog,0.5,1.5,\n'  # line 7: a score that is no probability
+                'a.jpg,1,2,cat,dog,0.5,0.5,\n')  # line 8: a second record of a.jpg
+    held = target.read({'a.jpg', 'b\u2028.jpg', 'c.jpg', 'd.jpg', 'e.jpg', 'f.jpg'})
+    assert held.done == {'a.jpg', 'b\u2028.jpg'} and held.errors == 1
+    assert [d.split(':')[0] for d in held.dropped] == [f'line {n}' for n in range(4, 9)]
+    target.tidy(held)
+    assert target.read({'a.jpg'}).lines == held.lines and len(held.lines) == 2
+    assert out.read_text(encoding='utf-8').splitlines()[0] == ','.join(target.header)
+
+
+def test_a_fifo_out_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / 'out.jsonl'
+    os.mkfifo(fifo)
+    with pytest.raises(OutputFileError, match='is not a regular file'):
+        PredictionFile(str(fifo), '.jsonl', 5).read(set())

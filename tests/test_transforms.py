@@ -1,4 +1,11 @@
 """Loading and eval transforms, checked against PIL, torchvision and timm's own transforms."""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +28,7 @@ from mmclip.datasets.transforms import (
     RandomFlip,
     RandomResizedCrop,
     ResizeEdge,
+    pil_to_rgb,
 )
 from mmclip.registry import MODELS, TRANSFORMS
 
@@ -138,6 +146,92 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
     expected = np.round(wide / 257).astype(np.uint8)
     for channel in range(3):
         np.testing.assert_array_equal(out[..., channel], expected)
+
+
+@pytest.mark.parametrize('mode', ['I;16', 'I;16B', 'I'])
+def test_sixteen_bit_file_decodes_equal_to_its_eight_bit_reference(tmp_path, mode):
+    with Image.open(IMAGES[0]) as src:
+        gray = np.asarray(src.convert('L').resize((40, 30)))
+    reference = _save(Image.fromarray(gray), tmp_path / 'gray8.png', 'PNG')
+    wide = gray.astype(np.uint16) * 257  # 0..255 -> 0..65535
+    img = (Image.fromarray(wide.astype(np.int32)) if mode == 'I' else
+           Image.frombytes(mode, (40, 30), wide.astype('>u2' if mode == 'I;16B' else '<u2')))
+    # Pillow writes mode I (int32) as TIFF only.
+    path = _save(img, tmp_path / 'gray16', 'TIFF' if mode == 'I' else 'PNG')
+    with Image.open(path) as reread:
+        assert reread.mode.startswith('I')
+    out = LoadImageFromFile()(dict(img_path=str(path)))['img']
+    expected = LoadImageFromFile()(dict(img_path=str(reference)))['img']
+    np.testing.assert_array_equal(out, expected)
+    assert len(np.unique(out)) > 100  # the photo's gray levels survive
+
+
+def test_sixteen_bit_conversion_makes_no_float64_copies():
+    wide = (np.arange(1000 * 1000, dtype=np.uint32) * 65 % 65536).astype(np.uint16)
+    img = Image.fromarray(wide.reshape(1000, 1000))
+    tracemalloc.start()
+    try:
+        rgb = pil_to_rgb(img)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(rgb[..., 0].ravel(), np.round(wide / 257).astype(np.uint8))
+    # uint16 view + uint16 temporary + uint8 gray + uint8 RGB: 8 bytes a pixel; one float64
+    # copy alone is 8, the former float64 path peaked at 24.
+    assert peak < 10 * wide.size, peak / wide.size
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A 100-byte PNG whose header claims ``width`` x ``height`` RGB pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data)))
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2,
+                                                                0, 0, 0)) +
+            chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
+
+
+# Reads each file with 256 MiB of address space to spare: decoding what the headers claim
+# (300 MB and 30 GB) would fail with MemoryError there instead of the one-line refusal.
+_BOMB_SCRIPT = """
+import json, resource, sys, time
+from PIL import Image
+from mmclip.datasets.transforms import ImageReadError, read_rgb
+vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize'))
+resource.setrlimit(resource.RLIMIT_AS, (vm * 1024 + (256 << 20), resource.RLIM_INFINITY))
+results = []
+for path, pil_limit in json.loads(sys.argv[1]):
+    Image.MAX_IMAGE_PIXELS = pil_limit if pil_limit else None
+    start = time.perf_counter()
+    try:
+        read_rgb(path)
+        results.append(['decoded', time.perf_counter() - start])
+    except ImageReadError as err:
+        results.append([str(err), time.perf_counter() - start])
+print(json.dumps(results))
+"""
+
+
+def test_a_header_claiming_too_many_pixels_is_refused_before_decoding(tmp_path):
+    huge, big = tmp_path / 'huge.png', tmp_path / 'big.png'
+    huge.write_bytes(_png_claiming(100_000, 100_000))
+    big.write_bytes(_png_claiming(10_000, 10_000))  # past PIL's limit, under twice it
+    cases = [(str(huge), Image.MAX_IMAGE_PIXELS), (str(big), Image.MAX_IMAGE_PIXELS),
+             (str(huge), 0)]  # 0: a library lifted PIL's limit
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, '-c', _BOMB_SCRIPT, json.dumps(cases)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'DecompressionBombWarning' not in result.stderr  # one error line, not PIL's warning
+    results = json.loads(result.stdout)
+    for (path, _), (message, seconds) in zip(cases, results):
+        assert message.startswith(f"Cannot read image '{path}': ") and '\n' not in message
+        assert seconds < 2
+    assert results[1][0].endswith("its header claims 10000x10000 = 100000000 pixels, more than "
+                                  "mmclip's limit of 89478485 "
+                                  "(mmclip.datasets.transforms.loading.MAX_IMAGE_PIXELS)")
+    assert 'claims 100000x100000 = 10000000000 pixels' in results[2][0]
+    assert '10000000000 pixels' in results[0][0]  # PIL refuses this one itself
 
 
 def _bad_files(tmp_path: Path) -> dict:

@@ -250,6 +250,56 @@ def test_head_is_cached_and_reused(b32, cache_home, monkeypatch, caplog):
     assert len(keys) == 3
 
 
+def _forged_cache(path: Path, emb: torch.Tensor, key) -> None:
+    from safetensors.torch import save
+    metadata = None if key is None else {'key': key}
+    path.write_bytes(save({'class_embeddings': emb.contiguous()}, metadata=metadata))
+
+
+@pytest.mark.parametrize('case', ['symlink', 'no key', 'wrong key', 'wrong shape',
+                                  'wider', 'non-unit rows', 'fifo'])
+def test_a_cache_file_that_fails_a_check_is_rebuilt_with_one_warning(b32, tmp_path,
+                                                                     monkeypatch, case):
+    tower = b32[2].text_backbone
+    key = zero_shot.cache_key(tower, CLASSES, TEMPLATES)
+    cached = Path(zero_shot.cache_path(key))
+    built = zero_shot.cached_class_embeddings(tower, CLASSES, TEMPLATES)
+    assert cached.is_file()
+    # Each forgery would steer every prediction if it were trusted: rows swapped, and
+    # unit-norm (as a real head) unless the case says otherwise.
+    swapped = built.flip(0)
+    if case == 'symlink':  # a real head's file, of the key, behind a link someone planted
+        elsewhere = tmp_path / 'planted.safetensors'
+        _forged_cache(elsewhere, swapped, key)
+        cached.unlink()
+        cached.symlink_to(elsewhere)
+        planted = elsewhere.read_bytes()
+    elif case == 'fifo':
+        cached.unlink()
+        os.mkfifo(cached)  # reading it would block the run
+    else:
+        emb = {'wrong shape': swapped[:-1], 'wider': torch.nn.functional.normalize(
+            torch.cat([swapped, swapped[:, :1]], dim=1), dim=-1),
+               'non-unit rows': swapped * 1.01}.get(case, swapped)
+        _forged_cache(cached, emb, {'no key': None, 'wrong key': 'f' * 64}.get(case, key))
+    warnings = []
+    monkeypatch.setattr(zero_shot, 'print_log',
+                        lambda msg, **kwargs: warnings.append(msg) if 'Ignoring' in msg else None)
+    got = zero_shot.cached_class_embeddings(tower, CLASSES, TEMPLATES)
+    torch.testing.assert_close(got, built, atol=1e-6, rtol=0)
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f'Ignoring the zero-shot head cache {cached} (')
+    reason = {'symlink': 'symbolic link', 'no key': 'no key', 'wrong key': 'f' * 64,
+              'wrong shape': f'[{len(CLASSES) - 1}, 512], not float32 [{len(CLASSES)}, 512]',
+              'wider': '513], not float32', 'non-unit rows': 'not unit-norm',
+              'fifo': 'not a regular file'}[case]
+    assert reason in warnings[0]
+    assert cached.is_file() and not cached.is_symlink()  # rebuilt in place of the link
+    if case == 'symlink':
+        assert elsewhere.read_bytes() == planted  # never written through
+    assert zero_shot._read_cached(str(cached), key, len(CLASSES), 512) is not None
+
+
 def test_built_head_is_saved_and_loaded_as_an_ordinary_checkpoint(b32, tmp_path,
                                                                   monkeypatch):
     oc, path, model = b32

@@ -3,12 +3,19 @@
     python tools/predict.py INPUT [INPUT ...] --model NAME_OR_CONFIG --out FILE.jsonl|FILE.csv
         [--checkpoint PATH_OR_URL_OR_ONNX] [--topk K] [--backend torch|onnxruntime]
         [--batch-size N] [--num-workers N] [--precision fp32|bf16|fp16] [--device DEVICE]
+        [--retry-errors]
 
 INPUT is a folder (searched recursively for images), a glob ('photos/**/*.jpg', quoted),
 a text file with one image path per line, or an image. Each image gets one record: its
 path, its top-k labels, class names and softmax scores, or the error that kept it from
 being read (the run goes on). The output is flushed after every batch: rerunning the same
 command after an interruption classifies only the images the file does not hold yet.
+
+--out is appended to only when this tool wrote it (its first line is the jsonl marker or
+the csv header); any other existing file is refused and left as it is. A line in it that
+is not a record this tool writes is dropped with a warning and its image classified
+again. Error records are kept on a rerun (the summary counts them); --retry-errors reads
+those images again.
 
 The checkpoint defaults to the zoo weights of a model name; an .onnx checkpoint (from
 tools/deployment/pytorch2onnx.py) runs in ONNX Runtime. Several processes share the work
@@ -55,6 +62,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='torch backend: autocast precision (bf16 on recent CPUs and GPUs)')
     parser.add_argument('--device', help='default: cuda:<local rank> if available, else cpu')
+    parser.add_argument('--retry-errors', action='store_true',
+                        help='read again the images whose record in --out is an error')
     add_debug_option(parser)
     args = parser.parse_args(argv)
     onnx = (args.checkpoint or '').endswith('.onnx')
@@ -91,6 +100,11 @@ def build_model(args: argparse.Namespace, device: str, local_world: int) -> torc
     return get_model(args.model, pretrained=args.checkpoint or True, device=device)
 
 
+def weights_name(args: argparse.Namespace, model: torch.nn.Module) -> str:
+    """The checkpoint the messages name: --checkpoint, else the zoo weights loaded."""
+    return args.checkpoint or getattr(model, 'weights_source', None) or args.model
+
+
 def run(args: argparse.Namespace) -> int:
     rank, world, local_world = init_distributed()
     local_rank = int(os.environ.get('LOCAL_RANK', 0))
@@ -101,14 +115,17 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_inputs(args.inputs)
     model = build_model(args, device, local_world)
     pipeline, _ = ImageClassificationInferencer._build_pipelines(model.cfg)
-    done = predict_files(
+    summary = predict_files(
         model, pipeline, paths, args.out, topk=args.topk, batch_size=args.batch_size,
         num_workers=args.num_workers, rank=rank, world_size=world,
         autocast=lambda: autocast_context(device, args.precision),
-        progress_bar=ProgressBar if rank == 0 else None, barrier=dist.barrier)
+        progress_bar=ProgressBar if rank == 0 else None, barrier=dist.barrier,
+        retry_errors=args.retry_errors, weights=weights_name(args, model))
     if rank == 0:
-        print(f'\n{len(paths)} images; {done} classified now by rank 0 of {world}; '
-              f'results in {args.out}')
+        print(f'\n{len(paths)} images; {summary.classified} classified now by rank 0 of '
+              f'{world} ({summary.retried} retried after an error record); '
+              f'{summary.kept_errors} error records kept from before (--retry-errors reads '
+              f'them again); {summary.dropped} untrusted lines dropped; results in {args.out}')
     return 0
 
 

@@ -22,11 +22,39 @@ from mmclip.models.utils.zero_shot import ZeroShotError
 from mmclip.registry import INFERENCERS, TRANSFORMS
 from mmclip.utils import autocast_context, check_precision, maybe_compile
 
-from .model_zoo import ModelSpec, Pretrained, Prompts, get_model, is_zero_shot, with_prompts
+from .model_zoo import (
+    ModelSpec,
+    Pretrained,
+    Prompts,
+    check_class_names,
+    get_model,
+    is_zero_shot,
+    with_prompts,
+)
 
 ImageType = Union[str, os.PathLike, np.ndarray, Image.Image]
 CHANNEL_ORDERS = ('bgr', 'rgb')
 BACKENDS = ('torch', 'onnxruntime', 'openvino')
+
+
+class NonFiniteOutputError(ValueError):
+    """The model's outputs are NaN / Inf for an ordinary image: its weights are broken."""
+
+
+def check_logits(logits: torch.Tensor, classes: Optional[Sequence[str]],
+                 weights: str) -> None:
+    """Refuse class names that do not match the logits [B, K] and NaN / Inf logits, naming
+    ``weights`` (the checkpoint or model file the names and weights came from).
+
+    Finite but huge weights pass the loader's NaN / Inf check and overflow in the forward
+    pass; softmax of such logits is NaN, and argmax / topk of NaN reports label 0 as if
+    it were a prediction."""
+    if classes is not None:
+        check_class_names(classes, logits.shape[-1], weights)
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteOutputError(
+            f'{weights}: the model outputs NaN or Inf for an image; the checkpoint\'s weights '
+            f'are finite but too large to compute with (broken or not for this model).')
 
 
 def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray:
@@ -69,6 +97,13 @@ def _default_device(model: Union[ModelSpec, nn.Module]) -> str:
     if isinstance(model, nn.Module):
         return str(next(model.parameters()).device)
     return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def _weights_name(model: nn.Module, pretrained: Pretrained, backend: str) -> str:
+    """How messages name the weights of a built ``model``: its checkpoint or .onnx file."""
+    if backend == 'onnxruntime':
+        return os.fspath(pretrained)
+    return getattr(model, 'weights_source', None) or 'the model (no checkpoint loaded)'
 
 
 @INFERENCERS.register_module()
@@ -140,6 +175,7 @@ class ImageClassificationInferencer:
             self.model = get_model(model, pretrained=pretrained, device=device, **prompts,
                                    **overrides)
         self.device, self.precision = device, precision
+        self.weights = _weights_name(self.model, pretrained, backend)
         self.classes = tuple(classes) if classes is not None and not zero_shot else (
             getattr(self.model, 'dataset_meta', {}).get('classes'))
         num_classes = getattr(getattr(self.model, 'head', None), 'num_classes', None)
@@ -184,6 +220,7 @@ class ImageClassificationInferencer:
         data = self.model.data_preprocessor(pseudo_collate(batch), False)
         with autocast_context(self.device, self.precision):
             logits = self._forward(data['inputs'])
+        check_logits(logits, self.classes, self.weights)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def _result(self, scores: np.ndarray) -> Dict[str, Any]:

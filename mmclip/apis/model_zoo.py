@@ -17,7 +17,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmclip.checkpoint import load_checkpoint
+from mmclip.checkpoint import CheckpointFormatError, load_checkpoint
 from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
 from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts
@@ -159,14 +159,43 @@ def _merged(base: Mapping, overrides: Mapping) -> ConfigDict:
     return merged
 
 
-def _class_names(checkpoint, num_classes: Optional[int]) -> Optional[Tuple[str, ...]]:
-    """Class names saved by training (``meta.dataset_meta.classes``), else ImageNet's
-    for a 1000-class head, else None."""
-    meta = checkpoint.get('meta', {}) if isinstance(checkpoint, Mapping) else {}
-    classes = (meta.get('dataset_meta') or {}).get('classes')
+def check_class_names(classes, num_classes: Optional[int], source: str) -> Tuple[str, ...]:
+    """``classes`` (read from ``source``, a checkpoint or model file) as a tuple of names,
+    checked where they are used: a list or tuple of ``str``, one per class of the head
+    (``num_classes``, when known). A plain string is not a list of names (it would index
+    as characters), and a short list would name the wrong classes or fail mid-run."""
+    per_class = f'one per class ({num_classes})' if num_classes is not None else 'one per class'
+    if not isinstance(classes, (list, tuple)):
+        raise CheckpointFormatError(f'{source}: the class names must be a list of strings, '
+                                    f'{per_class}; got a {type(classes).__name__}.')
+    bad = [type(c).__name__ for c in classes if not isinstance(c, str)]
+    if bad:
+        raise CheckpointFormatError(f'{source}: the class names must be a list of strings, '
+                                    f'{per_class}; got a {type(classes).__name__} holding '
+                                    f'{len(bad)} {bad[0]}.')
+    if num_classes is not None and len(classes) != num_classes:
+        raise CheckpointFormatError(f'{source}: {len(classes)} class names for a model with '
+                                    f'{num_classes} classes.')
+    return tuple(classes)
+
+
+def _class_names(checkpoint, num_classes: Optional[int],
+                 source: str) -> Optional[Tuple[str, ...]]:
+    """Class names saved by training (``meta.dataset_meta.classes``, checked), else
+    ImageNet's for a 1000-class head, else None."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, Mapping) else None
+    dataset_meta = meta.get('dataset_meta') if isinstance(meta, Mapping) else None
+    classes = dataset_meta.get('classes') if isinstance(dataset_meta, Mapping) else None
     if classes is not None:
-        return tuple(classes)
+        return check_class_names(classes, num_classes, source)
     return imagenet_categories() if num_classes == 1000 else None
+
+
+def _weights_name(sources: Tuple[str, ...], model: ModelSpec) -> Optional[str]:
+    """How messages name the loaded weights: the file or URL, or the zoo entry."""
+    if not sources:
+        return None
+    return sources[0] if len(sources) == 1 else f'the published weights of {model}'
 
 
 def is_zero_shot(model: Union[ModelSpec, nn.Module]) -> bool:
@@ -230,14 +259,17 @@ def get_model(model: ModelSpec,
             ``head=dict(num_classes=10)``.
 
     Returns:
-        The model in eval mode, with ``model.cfg`` (the full config it was built from)
-        and ``model.dataset_meta`` (``classes``: class names or None). A zero-shot model
+        The model in eval mode, with ``model.cfg`` (the full config it was built from),
+        ``model.weights_source`` (the loaded checkpoint, for messages, or None) and
+        ``model.dataset_meta`` (``classes``: class names or None). A zero-shot model
         with weights has its head built (or read from the cache) already.
 
     Raises:
         ValueError: ``classes`` / ``templates`` for a vision-only model, an empty class
             list, a template without ``{}``, or a checkpoint with a text tower for a
             vision-only model.
+        CheckpointFormatError: class names in the checkpoint that are not a list of
+            strings, one per class of the head.
     """
     cfg, info = resolve_config(model)
     sources = _weight_sources(pretrained, info, model)
@@ -251,7 +283,8 @@ def get_model(model: ModelSpec,
     checkpoint = load_checkpoint(net, sources, mirrors=mirrors) if sources else {}
     num_classes = cfg.model.get('head', {}).get('num_classes')
     net.cfg = cfg
-    net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes))
+    net.weights_source = _weights_name(sources, model)
+    net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes, net.weights_source))
     if device is not None:
         net.to(device)
     if is_zero_shot(net):

@@ -1,6 +1,6 @@
 """Convert a timm CLIP ViT-B checkpoint to the published mmclip format.
 
-    python tools/model_converters/timm_to_mmclip.py SRC DST [--verify]
+    python tools/model_converters/timm_to_mmclip.py SRC DST [--verify] [--overwrite]
 
 SRC is a timm state dict (``.safetensors``, ``.bin`` or ``.pth``, e.g. the
 ``model.safetensors`` of ``https://huggingface.co/timm/<model>``); it is read without
@@ -8,6 +8,10 @@ executing pickled code and renamed with the one conversion table
 (``mmclip.checkpoint.TIMM_TO_MMCLIP``), every key consumed. DST is written as a plain
 state dict: ``.safetensors``, or ``torch.save`` for any other extension. The SHA-256
 printed at the end gives the published name, ``<name>-<first 8 hex digits>.pth``.
+
+DST is written whole or not at all (a partial file renamed into place). An existing DST
+is refused unless ``--overwrite``; a DST that is a symbolic link is always refused (the
+file behind it may be anyone's).
 
 ``--verify`` (needs timm) builds the timm model the weights belong to and the mmclip
 model from DST, runs both on the same random batch and prints the largest difference.
@@ -24,6 +28,7 @@ from mmclip.checkpoint import CheckpointFormatError, convert_timm_state_dict, re
 from mmclip.checkpoint.download import sha256_of
 from mmclip.checkpoint.loader import state_dict_format, unwrap_state_dict
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.utils.atomic_file import atomic_write
 
 SEED_CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'clip',
                        'vit-base-p32_pt-64xb64_in1k.py')
@@ -36,6 +41,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('dst', help='output file (.pth, or .safetensors)')
     parser.add_argument('--verify', action='store_true',
                         help='compare the logits of timm and mmclip on a random batch')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing DST (never one that is a symbolic link)')
     add_debug_option(parser)
     return parser.parse_args(argv)
 
@@ -53,12 +60,27 @@ def load_timm_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return state_dict
 
 
+def check_dst(path: str, overwrite: bool) -> None:
+    """Refuse a DST this run may not replace: a symbolic link (writing through it would
+    change the file behind it), or an existing file without ``overwrite``."""
+    if osp.islink(path):
+        raise ValueError(f'DST {path} is a symbolic link; the converter writes only a '
+                         f'regular file: give another path.')
+    if osp.lexists(path) and not (overwrite and osp.isfile(path)):
+        raise ValueError(f'DST {path} exists; pass --overwrite to replace it.'
+                         if osp.isfile(path) else f'DST {path} exists and is not a file.')
+    if not osp.isdir(osp.dirname(osp.abspath(path))):
+        raise FileNotFoundError(f'DST {path}: its folder does not exist.')
+
+
 def save(state_dict: Dict[str, torch.Tensor], path: str) -> None:
-    if path.endswith('.safetensors'):
-        from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, path)
-    else:
-        torch.save(state_dict, path)
+    """Write ``path`` atomically: an interrupted run leaves no half-written checkpoint."""
+    with atomic_write(path) as f:
+        if path.endswith('.safetensors'):
+            from safetensors.torch import save
+            f.write(save({k: v.contiguous() for k, v in state_dict.items()}))
+        else:
+            torch.save(state_dict, f)
 
 
 def geometry(state_dict: Dict[str, torch.Tensor]) -> Dict[str, int]:
@@ -94,8 +116,7 @@ def verify(timm_state: Dict[str, torch.Tensor], dst: str) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    if not osp.isdir(osp.dirname(osp.abspath(args.dst))):
-        raise FileNotFoundError(f'DST {args.dst}: its folder does not exist.')
+    check_dst(args.dst, args.overwrite)
     timm_state = load_timm_state_dict(args.src)
     save(convert_timm_state_dict(timm_state), args.dst)
     digest = sha256_of(args.dst)

@@ -9,15 +9,21 @@ classes x 80 templates = 80,000 prompts, so:
   (exact under the causal mask, see ``CLIPTextTransformer``);
 - the result is cached in ``<torch hub dir>/mmclip/zeroshot_heads/<key>.safetensors``,
   the key a SHA-256 of the text tower's weights, the class names and the templates.
-  Files are written atomically (``mmclip.utils.atomic_file``) and read with safetensors
-  (no pickle); one that does not hold a finite [K, D] tensor is rebuilt.
+  Files are written atomically (``mmclip.utils.atomic_file``) with the key in their
+  metadata, and read with safetensors (no pickle). The cache folder may be shared or
+  writable by others, so a file is data to check, never trusted: only a regular file is
+  read (a symbolic link is not followed), and one whose stored key differs, or that does
+  not hold a finite float32 [K, D] tensor with unit-norm rows, is ignored with a warning
+  and rebuilt.
 """
 import hashlib
 import json
 import logging
 import os
 import os.path as osp
-from typing import Sequence, Tuple
+import stat
+import struct
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +39,9 @@ from .tokenizer import tokenize
 CLASS_LISTS = {'imagenet': IMAGENET_CLIP_CLASSNAMES}
 TEMPLATE_LISTS = {'openai_imagenet': OPENAI_IMAGENET_TEMPLATES}
 BATCH_SIZE = 256  # prompts per text-tower forward
-_CACHE_VERSION = 'mmclip-zeroshot-head-v1'
+_CACHE_VERSION = 'mmclip-zeroshot-head-v2'  # v2: the key is stored in the file
+_UNIT_NORM_TOLERANCE = 1e-3
+_HEADER_ALLOWANCE = 1 << 16  # bytes of safetensors header a cache file may add
 
 
 class ZeroShotError(ValueError):
@@ -126,18 +134,66 @@ def cache_path(key: str) -> str:
     return osp.join(torch.hub.get_dir(), 'mmclip', 'zeroshot_heads', f'{key}.safetensors')
 
 
-def _read_cached(path: str, num_classes: int) -> torch.Tensor:
-    """The cached [K, D] tensor, or None (with a warning) when the file is unusable."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _embed_width(text_tower: nn.Module) -> int:
+    """D of the text tower's embeddings [N, D] (its projection's output width)."""
+    return text_tower.projection.shape[-1]
+
+
+def _read_regular_file(path: str, max_size: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_size`` bytes; never
+    through a symbolic link (``O_NOFOLLOW``: someone else's file behind the cache name)."""
     try:
-        emb = load_file(path).get('class_embeddings')
-    except (SafetensorError, OSError, ValueError) as err:
-        emb, why = None, str(err)
-    else:
-        why = 'it does not hold a finite float32 [K, D] tensor "class_embeddings"'
-    if (emb is not None and emb.dtype == torch.float32 and emb.ndim == 2
-            and emb.shape[0] == num_classes and bool(emb.isfinite().all())):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO would block
+    except OSError as err:
+        raise OSError('it is a symbolic link' if osp.islink(path) else str(err)) from None
+    with os.fdopen(fd, 'rb') as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError('it is not a regular file')
+        if info.st_size > max_size:
+            raise OSError(f'it is {info.st_size} bytes, more than the {max_size} a head of '
+                          f'this shape takes')
+        return f.read()
+
+
+def _stored_key(data: bytes) -> Optional[str]:
+    """The ``key`` of a safetensors file's metadata (its JSON header), or None."""
+    (size, ) = struct.unpack('<Q', data[:8])
+    header = json.loads(data[8:8 + size]) if size <= len(data) - 8 else None
+    metadata = header.get('__metadata__') if isinstance(header, dict) else None
+    return metadata.get('key') if isinstance(metadata, dict) else None
+
+
+def _cache_problem(emb: torch.Tensor, num_classes: int, width: int) -> Optional[str]:
+    """Why ``emb`` is not a head ``build_class_embeddings`` makes, or None."""
+    if emb is None or emb.dtype != torch.float32 or emb.shape != (num_classes, width):
+        got = 'none' if emb is None else f'{emb.dtype} {list(emb.shape)}'
+        return f'"class_embeddings" is {got}, not float32 [{num_classes}, {width}]'
+    if not bool(emb.isfinite().all()):
+        return 'it holds NaN or Inf'
+    worst = float((emb.norm(dim=1) - 1).abs().max())
+    if worst > _UNIT_NORM_TOLERANCE:
+        return f'its rows are not unit-norm (off by up to {worst:.3g})'
+    return None
+
+
+def _read_cached(path: str, key: str, num_classes: int, width: int) -> Optional[torch.Tensor]:
+    """The cached [K, D] tensor, or None (with one warning) when the file is not one this
+    module wrote for ``key``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+    emb = None
+    try:
+        data = _read_regular_file(path, num_classes * width * 4 + _HEADER_ALLOWANCE)
+        stored = _stored_key(data)
+        if stored != key:
+            why = 'it holds no key' if stored is None else f'it was stored for the key {stored}'
+        else:
+            emb = load(data).get('class_embeddings')
+            why = _cache_problem(emb, num_classes, width)
+    except (SafetensorError, OSError, ValueError, struct.error) as err:
+        why = str(err) or type(err).__name__
+    if why is None:
         return emb
     print_log(f'Ignoring the zero-shot head cache {path} ({why}); building it again.',
               logger='current', level=logging.WARNING)
@@ -147,10 +203,11 @@ def _read_cached(path: str, num_classes: int) -> torch.Tensor:
 def cached_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
                             templates: Sequence[str]) -> torch.Tensor:
     """``build_class_embeddings``, read from the cache when it was built before."""
-    path = cache_path(cache_key(text_tower, classes, templates))
+    key = cache_key(text_tower, classes, templates)
+    path = cache_path(key)
     device = next(text_tower.parameters()).device
-    if osp.isfile(path):
-        emb = _read_cached(path, len(classes))
+    if osp.lexists(path):
+        emb = _read_cached(path, key, len(classes), _embed_width(text_tower))
         if emb is not None:
             return emb.to(device)
     num = len(classes) * len(templates)
@@ -160,8 +217,9 @@ def cached_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
     from safetensors.torch import save
     try:
         os.makedirs(osp.dirname(path), exist_ok=True)
-        with atomic_write(path) as f:
-            f.write(save({'class_embeddings': emb.detach().cpu().contiguous()}))
+        with atomic_write(path) as f:  # replaces a link at ``path``, never writes through it
+            f.write(save({'class_embeddings': emb.detach().cpu().contiguous()},
+                         metadata={'key': key}))
     except OSError as err:  # a read-only cache costs time, not correctness
         print_log(f'Could not cache the zero-shot head in {path}: {err}', logger='current',
                   level=logging.WARNING)
