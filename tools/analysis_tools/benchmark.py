@@ -6,6 +6,12 @@ p50 / p90 of one batch of random inputs at the config's resolution, after warm-u
     python tools/analysis_tools/benchmark.py configs/clip/vit-base-p32_pt-64xb64_in1k.py \\
         --batch-size 32 --precision fp32 bf16 --compare-timm
 
+On a CPU every run also gets its share of this CPU's measured multiply-add peak at its
+precision (fp32, or bf16 where the CPU has AVX512-BF16), with ``--threads`` threads and the
+same ``--timer``: images/s x the multiply-adds of one image through that graph / the peak
+(``fma_peak.py`` compiles and runs ``fma_peak.c``; without a C compiler it says so). A ratio
+to timm changes from one CPU to the next; this distance to the CPU's own limit does not.
+
 ``--compare-timm`` builds the matching timm model (``vit_{base,large,huge}_patch{14,16,32}_clip_*``)
 with the SAME weights and times it on the same batch in the same process, alternating
 ours and timm's batches so that load from other processes hits both alike; the ratios
@@ -44,6 +50,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
+import fma_peak  # tools/analysis_tools/fma_peak.py, beside this script
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
@@ -253,9 +260,12 @@ def exported_fns(model: torch.nn.Module, args: argparse.Namespace,
 def benchmark_model(model: torch.nn.Module, args: argparse.Namespace) -> dict:
     size = model.backbone.img_size
     x = torch.randn(args.batch_size, 3, size, size, device=args.device)
+    twin = timm_twin(model) if args.compare_timm else None
+    macs = {'mmclip': fma_peak.multiply_adds(model, size)}
     models = {'mmclip': maybe_compile(model, args.compile)} if 'torch' in args.backend else {}
-    if args.compare_timm:
-        models['timm'] = maybe_compile(timm_twin(model), args.compile)
+    if twin is not None:
+        macs['timm'] = fma_peak.multiply_adds(twin, size)
+        models['timm'] = maybe_compile(twin, args.compile)
     runs = {f'{name} {precision}': forward_fn(m, x, args.device, precision)
             for precision in args.precision for name, m in models.items()}
     with tempfile.TemporaryDirectory() as work_dir:
@@ -263,7 +273,28 @@ def benchmark_model(model: torch.nn.Module, args: argparse.Namespace) -> dict:
             runs.update(exported_fns(model, args, work_dir))
         times = time_interleaved(runs, args.warmup, args.iters, TIMERS[args.timer])
     results = {name: summarize(t, args.batch_size) for name, t in times.items()}
-    return dict(results=results, ratios=timm_ratios(times, args.precision))
+    report = dict(results=results, ratios=timm_ratios(times, args.precision),
+                  multiply_adds_per_image=macs)
+    if torch.device(args.device).type == 'cpu':
+        report['peak'] = add_percent_of_peak(results, macs, args)
+    return report
+
+
+def add_percent_of_peak(results: Dict[str, dict], macs: Dict[str, int],
+                        args: argparse.Namespace) -> Dict[str, dict]:
+    """Each run's share of this CPU's measured multiply-add peak at its precision (the
+    exported graphs do mmclip's work); returns the peaks, or why one is missing."""
+    threads = args.threads or torch.get_num_threads()
+    peaks = {}
+    for precision in sorted({name.split()[-1] for name in results}):
+        rate, reason = fma_peak.measure(threads, precision, args.timer)
+        peaks[precision] = dict(threads=threads, multiply_adds_per_s=rate, missing=reason)
+    for name, result in results.items():
+        graph, precision = name.split()[0], name.split()[-1]
+        rate = peaks[precision]['multiply_adds_per_s']
+        result['percent_of_peak'] = None if rate is None else fma_peak.percent_of_peak(
+            result['images_per_s'], macs['timm' if graph == 'timm' else 'mmclip'], rate)
+    return peaks
 
 
 def timm_ratios(times: Dict[str, List[float]], precisions: Sequence[str]) -> Dict[str, dict]:
@@ -464,10 +495,19 @@ def print_model_table(report: dict, args: argparse.Namespace) -> None:
     print(f'\nmodel-only, batch {args.batch_size}, {args.device}, {args.timer} time, '
           f'{torch.get_num_threads()} threads, compile={args.compile}, {args.iters} timed '
           f'batches after {args.warmup} warm-up')
-    print(f'{"run":<18}{"images/s":>10}{"best":>10}{"p50 ms":>10}{"p90 ms":>10}')
+    print(f'{"run":<18}{"images/s":>10}{"best":>10}{"p50 ms":>10}{"p90 ms":>10}'
+          f'{"% of peak":>11}')
     for name, r in report['results'].items():
+        share = r.get('percent_of_peak')
         print(f'{name:<18}{r["images_per_s"]:>10.1f}{r["best_images_per_s"]:>10.1f}'
-              f'{r["p50_ms"]:>10.1f}{r["p90_ms"]:>10.1f}')
+              f'{r["p50_ms"]:>10.1f}{r["p90_ms"]:>10.1f}'
+              f'{"n/a" if share is None else f"{share:.1f}%":>11}')
+    for precision, peak in report.get('peak', {}).items():
+        rate = peak['multiply_adds_per_s']
+        print(f'{precision} peak, {peak["threads"]} thread(s), {args.timer} time: ' + (
+            f'{rate / 1e9:.1f} G multiply-adds/s (fma_peak.c)' if rate else peak['missing']))
+    for graph, count in report['multiply_adds_per_image'].items():
+        print(f'{graph} graph: {count / 1e9:.2f} G multiply-adds per image')
     if report['ratios']:
         print(f'{"throughput ratio":<34}{"paired median":>15}{"best":>8}')
     for name, ratio in report['ratios'].items():
