@@ -75,6 +75,8 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'demo')),
     cmdclass={'build_py': BuildPyWithModelIndex},
+    # Class lists of the ImageNet shift sets (mmclip/datasets/meta/README.md).
+    package_data={'mmclip': ['datasets/meta/*']},
     install_requires=[
         # The scoped allow-list names its stand-ins (obj, 'module.name'): torch 2.6.
         'torch>=2.6',
