@@ -2,8 +2,9 @@
 
 ``pip install -e .`` brings everything needed to import and run; ``.[multimodal]`` adds
 open_clip_torch for the zero-shot models' text prompts (its BPE tokenizer); ``.[onnx]`` adds
-ONNX export and the ONNX Runtime backend; ``.[tests]`` adds pytest, timm (used only by tests
-and the checkpoint converter's --verify), ruff and both extras.
+ONNX export and the ONNX Runtime backend; ``.[evaluation]`` adds clip_benchmark (the
+reference of the evaluation suite's numbers); ``.[tests]`` adds pytest, timm (used only by
+tests and the checkpoint converter's --verify), ruff and the three extras.
 """
 import os
 import shutil
@@ -64,6 +65,9 @@ class BuildPyWithModelIndex(build_py):
 # torch.onnx.export(dynamo=True) translates through onnxscript.
 ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
 MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
+# clip_benchmark, the reference the evaluation suite's numbers are tested against (it
+# pulls transformers, webdataset and pycocoevalcap; mmclip's own suite needs none of them).
+EVALUATION_EXTRA = ['clip-benchmark>=1.6.2', 'scikit-learn>=1.0']
 
 setup(
     name='mmclip',
@@ -93,7 +97,9 @@ setup(
         'onnx': ONNX_EXTRA,
         # CLIP's BPE tokenizer (and its vocabulary) for zero-shot text prompts.
         'multimodal': MULTIMODAL_EXTRA,
-        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + MULTIMODAL_EXTRA,
+        'evaluation': EVALUATION_EXTRA,
+        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + MULTIMODAL_EXTRA
+        + EVALUATION_EXTRA,
     },
     zip_safe=False,
 )

@@ -1,3 +1,4 @@
+from .captions import CocoCaptions, FlickrCaptions
 from .categories import imagenet_categories
 from .custom import IMG_EXTENSIONS, CustomDataset, DatasetLayoutError, read_class_names
 from .imagenet import ImageNet
@@ -5,6 +6,7 @@ from .imagenet_shifts import ImageNetA, ImageNetR, ImageNetSketch, ImageNetV2, O
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
+    'CocoCaptions', 'FlickrCaptions',
     'imagenet_categories', 'IMG_EXTENSIONS', 'CustomDataset', 'DatasetLayoutError',
     'read_class_names', 'ImageNet', 'ImageNetA', 'ImageNetR', 'ImageNetSketch', 'ImageNetV2',
     'ObjectNet'

@@ -1,0 +1,250 @@
+"""The evaluation suite behind ``tools/eval_suite.py``: datasets, runs, results file.
+
+Each dataset of the suite is read from its own folder in the layout its authors ship
+(``SUITE_DATASETS``: the folder name under ``--data-root`` and the mmclip dataset that
+reads it). A model is evaluated on one dataset at a time, in one process, with the test
+pipeline of its own config; the numbers are computed as clip_benchmark computes them
+(``metrics/benchmark.py``) and written as one JSON line per dataset in clip_benchmark's
+result format (``dataset``, ``model``, ``pretrained``, ``task``, ``metrics``,
+``language``), so that a run can resume: a dataset with a line for the same model and
+weights is not evaluated again.
+"""
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
+from torch.utils.data import DataLoader
+
+from mmclip.registry import DATASETS
+
+from .metrics.benchmark import classification_metrics, project_scores, retrieval_metrics
+
+CLASSIFICATION, RETRIEVAL = 'classification', 'retrieval'
+# clip_benchmark's names for the two kinds of run; a fine-tuned ImageNet head is not
+# zero-shot, but it is scored with the same numbers.
+TASKS = {CLASSIFICATION: 'zeroshot_classification', RETRIEVAL: 'zeroshot_retrieval'}
+RESULT_KEYS = ('dataset', 'model', 'pretrained', 'task', 'metrics')
+
+
+@dataclass(frozen=True)
+class SuiteDataset:
+    """One dataset of the suite.
+
+    name: clip_benchmark's name of the dataset (the ``dataset`` of a result line).
+    dataset: the mmclip dataset config, without ``data_root`` and ``pipeline``.
+    folder: its folder under ``--data-root`` (the name its archive extracts to).
+    kind: ``CLASSIFICATION`` or ``RETRIEVAL``.
+    num_images: the size of the published set; another count is warned about, since
+        its numbers would not compare with published ones.
+    tower_classes: for a zero-shot model, the class names of the dataset's own head
+        (from its metainfo); None: the model's ImageNet head, restricted by the
+        dataset's ``class_map`` where it has one (the same logits as a head built for
+        those classes, each class's text embedding being computed on its own).
+    """
+
+    name: str
+    dataset: dict
+    folder: str
+    kind: str
+    num_images: int
+    tower_classes: Optional[Callable[[dict], List[str]]] = field(default=None, compare=False)
+
+
+def _objectnet_tower_classes(metainfo: dict) -> List[str]:
+    # clip_benchmark's ObjectNet: its labels, lower-cased, with the ImageNet templates.
+    return [name.lower() for name in metainfo['classes']]
+
+
+SUITE_DATASETS: Dict[str, SuiteDataset] = {d.name: d for d in (
+    SuiteDataset('imagenet1k', dict(type='ImageNet', split='val'), 'imagenet',
+                 CLASSIFICATION, 50000),
+    SuiteDataset('imagenetv2', dict(type='ImageNetV2'),
+                 'imagenetv2-matched-frequency-format-val', CLASSIFICATION, 10000),
+    SuiteDataset('imagenetv2-threshold0.7', dict(type='ImageNetV2'),
+                 'imagenetv2-threshold0.7-format-val', CLASSIFICATION, 10000),
+    SuiteDataset('imagenetv2-top-images', dict(type='ImageNetV2'),
+                 'imagenetv2-top-images-format-val', CLASSIFICATION, 10000),
+    SuiteDataset('imagenet_sketch', dict(type='ImageNetSketch'), 'sketch', CLASSIFICATION,
+                 50889),
+    SuiteDataset('imagenet-r', dict(type='ImageNetR'), 'imagenet-r', CLASSIFICATION, 30000),
+    SuiteDataset('imagenet-a', dict(type='ImageNetA'), 'imagenet-a', CLASSIFICATION, 7500),
+    SuiteDataset('objectnet', dict(type='ObjectNet'), 'objectnet-1.0', CLASSIFICATION, 18574,
+                 _objectnet_tower_classes),
+    SuiteDataset('mscoco_captions', dict(type='CocoCaptions'), 'mscoco', RETRIEVAL, 5000),
+    SuiteDataset('flickr30k', dict(type='FlickrCaptions'), 'flickr30k', RETRIEVAL, 1000),
+    SuiteDataset('flickr8k', dict(type='FlickrCaptions', ann_file='flickr8k_test_karpathy.txt'),
+                 'flickr8k', RETRIEVAL, 1000),
+)}
+SUITES: Dict[str, Tuple[str, ...]] = {
+    'imagenet-shifts': ('imagenet1k', 'imagenetv2', 'imagenetv2-threshold0.7',
+                        'imagenetv2-top-images', 'imagenet_sketch', 'imagenet-r',
+                        'imagenet-a', 'objectnet'),
+    'retrieval': ('mscoco_captions', 'flickr30k', 'flickr8k'),
+}
+
+
+def suite_names(suite: str) -> Tuple[str, ...]:
+    """The dataset names of a suite name, or of a comma-separated list of dataset names."""
+    if suite in SUITES:
+        return SUITES[suite]
+    names = tuple(n.strip() for n in suite.split(',') if n.strip())
+    unknown = [n for n in names if n not in SUITE_DATASETS]
+    if unknown or not names:
+        raise ValueError(f'--suite {suite!r}: unknown dataset(s) {unknown}; give a suite '
+                         f'({", ".join(SUITES)}) or names from {", ".join(SUITE_DATASETS)}.')
+    return names
+
+
+def build_dataset(spec: SuiteDataset, root: str, pipeline: Sequence[dict]):
+    """The mmclip dataset of ``spec`` under ``root``; its layout is checked here (a
+    ``DatasetLayoutError`` names what was expected)."""
+    with DefaultScope.overwrite_default_scope('mmclip'):
+        return DATASETS.build(dict(spec.dataset, data_root=root, pipeline=list(pipeline)))
+
+
+def _batches(model, dataset, batch_size: int, num_workers: int,
+             progress: Callable[[int, int], None]) -> Iterable[dict]:
+    """The dataset in order, batched and through the model's data preprocessor."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, collate_fn=pseudo_collate)
+    for i, batch in enumerate(loader):
+        yield model.data_preprocessor(batch, False)
+        progress(i + 1, len(loader))
+
+
+@torch.no_grad()
+def classify(model, dataset, batch_size: int = 64, num_workers: int = 0,
+             progress: Callable[[int, int], None] = lambda i, n: None) -> Dict[str, float]:
+    """clip_benchmark's classification numbers of ``model`` on ``dataset``: the model's
+    logits, restricted to the dataset's classes by its ``class_map`` when it has one."""
+    meta = dataset.metainfo
+    logits, labels = [], []
+    for data in _batches(model, dataset, batch_size, num_workers, progress):
+        scores = model(data['inputs'], mode='tensor').float().cpu()
+        logits.append(project_scores(scores, meta.get('class_map'), len(meta['classes'])))
+        labels += [int(s.gt_label[0]) for s in data['data_samples']]
+    return classification_metrics(torch.cat(logits), torch.tensor(labels))
+
+
+@torch.no_grad()
+def retrieve(model, dataset, batch_size: int = 64, num_workers: int = 0,
+             progress: Callable[[int, int], None] = lambda i, n: None) -> Dict[str, float]:
+    """clip_benchmark's retrieval numbers of a zero-shot ``model`` on a caption dataset:
+    recall@1/5/10 both ways from the L2-normalised image and text embeddings."""
+    images = torch.cat([model.encode_image(data['inputs']).float().cpu()
+                        for data in _batches(model, dataset, batch_size, num_workers, progress)])
+    texts, owners = [], []
+    for i in range(len(dataset)):
+        captions = dataset.get_data_info(i)['captions']
+        texts += captions
+        owners += [i] * len(captions)
+    text_embeddings = torch.cat([model.encode_text(texts[s:s + batch_size]).float().cpu()
+                                 for s in range(0, len(texts), batch_size)])
+    return retrieval_metrics(images, text_embeddings, torch.tensor(owners))
+
+
+def evaluate(model, spec: SuiteDataset, dataset, batch_size: int = 64, num_workers: int = 0,
+             progress: Callable[[int, int], None] = lambda i, n: None) -> Dict[str, float]:
+    """Run ``spec``'s task; a zero-shot model gets the dataset's own classes when the
+    protocol gives it some (ObjectNet), and its own back afterwards."""
+    if spec.kind == RETRIEVAL:
+        if not hasattr(model, 'encode_text'):
+            raise ValueError(f'{spec.name} is an image-text retrieval set; it needs a model '
+                             'with a text tower (a *zeroshot* model).')
+        return retrieve(model, dataset, batch_size, num_workers, progress)
+    if spec.tower_classes is None or not hasattr(model, 'set_classes'):
+        return classify(model, dataset, batch_size, num_workers, progress)
+    own = (model.head.classes, model.head.templates)
+    model.set_classes(spec.tower_classes(dataset.metainfo))
+    try:
+        return classify(model, dataset, batch_size, num_workers, progress)
+    finally:
+        model.set_classes(*own)
+
+
+# ---- the results file ------------------------------------------------------------------------
+def read_results(path: str) -> List[dict]:
+    """The result lines of an existing ``--out`` file ([] if there is none).
+
+    Raises:
+        ValueError: the file holds a line that is not a result line, i.e. it is not a
+            file this suite wrote: it is never appended to.
+    """
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or not set(RESULT_KEYS) <= set(record):
+                raise ValueError(f"'{path}', line {lineno}: not a result line of "
+                                 f'eval_suite (JSON with keys {list(RESULT_KEYS)}); it is '
+                                 'not appended to. Choose another --out.')
+            records.append(record)
+    return records
+
+
+def result_line(spec: SuiteDataset, model: str, pretrained: str, metrics: Dict[str, float],
+                num_images: int) -> dict:
+    return dict(dataset=spec.name, model=model, pretrained=pretrained,
+                task=TASKS[spec.kind], metrics=metrics, language='en',
+                num_images=num_images)
+
+
+def append_result(path: str, record: dict) -> None:
+    """Append one line, complete or not at all as far as a crash allows (one write of
+    the whole line, then fsync), so a killed run resumes from the datasets it ended."""
+    data = (json.dumps(record, allow_nan=True) + '\n').encode('utf-8')
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """One row per result line: classification accuracies or retrieval recalls, in %."""
+    rows = ['| dataset | images | top-1 | top-5 | mean per-class recall | image R@1/5/10 '
+            '| text R@1/5/10 |', '| --- | ---: | ---: | ---: | ---: | --- | --- |']
+
+    def pct(value) -> str:
+        return '-' if value is None or value != value else f'{100 * value:.2f}'
+
+    for r in records:
+        m = r['metrics']
+        image_r = '/'.join(pct(m.get(f'image_retrieval_recall@{k}')) for k in (1, 5, 10))
+        text_r = '/'.join(pct(m.get(f'text_retrieval_recall@{k}')) for k in (1, 5, 10))
+        retrieval = 'image_retrieval_recall@1' in m
+        rows.append(f"| {r['dataset']} | {r.get('num_images', '-')} | {pct(m.get('acc1'))} | "
+                    f"{pct(m.get('acc5'))} | {pct(m.get('mean_per_class_recall'))} | "
+                    f"{image_r if retrieval else '-'} | {text_r if retrieval else '-'} |")
+    return '\n'.join(rows)
+
+
+class Progress:
+    """Prints ``name: i/n batches, ETA`` about every ``interval`` seconds (and at the end)."""
+
+    def __init__(self, name: str, interval: float = 30.0,
+                 write: Callable[[str], None] = print) -> None:
+        self.name, self.interval, self.write = name, interval, write
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < self.interval:
+            return
+        self.last = now
+        eta = (now - self.start) / done * (total - done)
+        self.write(f'  {self.name}: {done}/{total} batches, {now - self.start:.0f} s, '
+                   f'ETA {eta:.0f} s')

@@ -1,0 +1,265 @@
+"""The evaluation suite: parity with clip_benchmark, and tools/eval_suite.py end to end.
+
+A tiny CLIP (2 layers, 64 wide, 64 px) is created with random weights in open_clip and
+saved as open_clip's file; mmclip loads that file. clip_benchmark's own
+``zeroshot_classification.evaluate`` / ``zeroshot_retrieval.evaluate`` run on the open_clip
+model and the same images (read by clip_benchmark's readers); mmclip's numbers must be
+equal, not close. The tool runs on synthetic folders in every dataset's real layout.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+from PIL import Image
+
+import mmclip
+from mmclip.evaluation import suite as S
+from mmclip.evaluation.metrics.benchmark import (
+    classification_metrics,
+    mean_per_class_recall,
+    retrieval_metrics,
+)
+from mmclip.registry import DATASETS
+
+open_clip = pytest.importorskip('open_clip')
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = sorted(p for p in (ROOT / 'tests' / 'data' / 'images').iterdir()
+                if p.suffix in ('.png', '.jpg'))
+TINY_OPEN_CLIP = dict(
+    embed_dim=32, quick_gelu=True,
+    vision_cfg=dict(image_size=64, layers=2, width=64, head_width=32, patch_size=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
+TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256)
+CLASSES = ['brick wall', 'cat', 'coffee mug', 'dog', 'horse', 'rocket']  # sorted, as folders
+TEMPLATES = ['a photo of a {c}.', 'a blurry photo of the {c}.', 'art of the {c}.']
+# clip_benchmark's zeroshot_classification imports scikit-learn.
+clip_benchmark = pytest.importorskip('clip_benchmark')
+
+
+def _tiny_config(folder: Path) -> Path:
+    """An mmclip zero-shot config of TINY_OPEN_CLIP, with open_clip's eval preprocessing
+    at 64 px and a small default class list (the tool builds the model's own head)."""
+    path = folder / 'tiny_zeroshot.py'
+    path.write_text(
+        f"_base_ = [{str(ROOT / 'configs/_base_/models/clip_zeroshot.py')!r},\n"
+        f"          {str(ROOT / 'configs/_base_/imagenet_eval.py')!r}]\n"
+        f"arch = dict(_delete_=True, **{TINY_ARCH!r})\n"
+        "model = dict(\n"
+        "    backbone=dict(arch=arch, img_size=64, patch_size=16,\n"
+        "                  act_cfg=dict(type='QuickGELU')),\n"
+        "    text_backbone=dict(arch=arch, out_channels=32, act_cfg=dict(type='QuickGELU')),\n"
+        f"    head=dict(in_channels=64, out_channels=32, classes={CLASSES!r},\n"
+        "              templates=['a photo of a {}.']))\n"
+        "test_pipeline = [\n"
+        "    dict(type='LoadImageFromFile'),\n"
+        "    dict(type='ResizeEdge', scale=64, edge='short', backend='pillow',\n"
+        "         interpolation='bicubic'),\n"
+        "    dict(type='CenterCrop', crop_size=64),\n"
+        "    dict(type='PackInputs'),\n"
+        "]\n"
+        "test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n")
+    return path
+
+
+def _photo(index: int, path: Path) -> Path:
+    """A different crop / size of one of the test photos per index, as RGB JPEG."""
+    with Image.open(PHOTOS[index % len(PHOTOS)]) as img:
+        img = img.convert('RGB')
+    w, h = img.size
+    k = index // len(PHOTOS) + 1
+    img = img.crop((w // (8 * k), h // (9 * k), w - w // (5 * k), h - h // (7 * k)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.resize((80 + 7 * index, 70 + 5 * (index % 4))).save(path, quality=92)
+    return path
+
+
+@torch.no_grad()
+def _centre_image_features(oc, images: torch.Tensor) -> None:
+    """Random towers give every image nearly the same embedding; centring the image
+    tower's final LayerNorm on these images spreads their predictions."""
+    captured = []
+    hook = oc.visual.ln_post.register_forward_hook(lambda m, i, o: captured.append(o))
+    oc.encode_image(images)
+    hook.remove()
+    out = captured[0]
+    cls = out[:, 0] if out.ndim == 3 else out
+    oc.visual.ln_post.bias -= cls.mean(0)
+
+
+@torch.no_grad()
+def _centre_text_features(oc, texts) -> None:
+    """The same for the text tower, at the end-of-text token its embedding is read at."""
+    tokens = open_clip.get_tokenizer('ViT-B-32')(texts)
+    captured = []
+    hook = oc.ln_final.register_forward_hook(lambda m, i, o: captured.append(o))
+    oc.encode_text(tokens)
+    hook.remove()
+    pooled = captured[0][torch.arange(len(tokens)), tokens.argmax(dim=-1)]
+    oc.ln_final.bias -= pooled.mean(0)
+
+
+@pytest.fixture(scope='module')
+def tower(tmp_path_factory):
+    """(open_clip model, its preprocess, the saved file, the mmclip config, folder)."""
+    folder = tmp_path_factory.mktemp('tower')
+    (folder / 'mmclip-tiny-test.json').write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(str(folder / 'mmclip-tiny-test.json'))
+    torch.manual_seed(0)
+    oc = open_clip.create_model('mmclip-tiny-test', pretrained=None).eval()
+    preprocess = open_clip.image_transform(64, is_train=False,
+                                           mean=open_clip.OPENAI_DATASET_MEAN,
+                                           std=open_clip.OPENAI_DATASET_STD)
+    photos = [_photo(i, folder / 'photos' / f'{i}.jpg') for i in range(12)]
+    _centre_image_features(oc, torch.stack([preprocess(Image.open(p)) for p in photos]))
+    _centre_text_features(oc, CAPTIONS)
+    checkpoint = folder / 'open_clip_pytorch_model.bin'
+    torch.save(oc.state_dict(), checkpoint)
+    return oc, preprocess, checkpoint, _tiny_config(folder), folder
+
+
+@pytest.fixture(autouse=True)
+def _head_cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+
+
+def _ours(tower, **prompts):
+    _, _, checkpoint, config, _ = tower
+    return mmclip.get_model(str(config), pretrained=str(checkpoint), **prompts)
+
+
+def _build(dataset_cfg: dict):
+    with DefaultScope.overwrite_default_scope('mmclip'):
+        return DATASETS.build(dataset_cfg)
+
+
+def _tokenizer():
+    return open_clip.get_tokenizer('ViT-B-32')
+
+
+# ---- classification ---------------------------------------------------------------------------
+def _class_folders(root: Path) -> Path:
+    """Unbalanced class folders (so that mean per-class recall differs from top-1)."""
+    counts = [5, 1, 3, 2, 4, 1]
+    index = 0
+    for name, count in zip(CLASSES, counts):
+        for _ in range(count):
+            _photo(index, root / name / f'{index:03d}.jpg')
+            index += 1
+    return root
+
+
+def _numpy2_safe(zeroshot_classification, monkeypatch) -> None:
+    """clip_benchmark 1.6.2's ``accuracy`` calls ``float()`` on a 1-element array, which
+    numpy 2.4 refuses; run its own source with that one conversion indexed."""
+    import inspect
+    source = inspect.getsource(zeroshot_classification.accuracy)
+    fixed = source.replace('.cpu().numpy())', '.cpu().numpy()[0])')
+    assert fixed.count('numpy()[0]') == 1
+    scope = dict(vars(zeroshot_classification))
+    exec(compile(fixed, zeroshot_classification.__file__, 'exec'), scope)
+    monkeypatch.setattr(zeroshot_classification, 'accuracy', scope['accuracy'])
+
+
+def test_zero_shot_classification_equals_clip_benchmarks(tower, tmp_path, monkeypatch):
+    from clip_benchmark.metrics import zeroshot_classification
+    from torchvision.datasets import ImageFolder
+
+    _numpy2_safe(zeroshot_classification, monkeypatch)
+    oc, preprocess, *_ = tower
+    root = _class_folders(tmp_path / 'classes')
+    folder_set = ImageFolder(str(root), transform=preprocess)
+    folder_set.classes = CLASSES  # clip_benchmark sets its class names so
+    loader = torch.utils.data.DataLoader(folder_set, batch_size=4)
+    # Same folders sorted the same way: CLASSES are in sorted order.
+    assert sorted(CLASSES) == CLASSES
+    expected = zeroshot_classification.evaluate(oc, loader, _tokenizer(), CLASSES, TEMPLATES,
+                                                'cpu', amp=False)
+
+    model = _ours(tower, classes=CLASSES, templates=[t.replace('{c}', '{}') for t in TEMPLATES])
+    pipeline = model.cfg.test_dataloader.dataset.pipeline
+    dataset = _build(dict(type='CustomDataset', data_root=str(root), classes=CLASSES,
+                          pipeline=pipeline))
+    got = S.classify(model, dataset, batch_size=5)
+    assert got == expected  # exact: same top-k, same arithmetic
+    assert 0 < got['acc1'] < got['acc5'] < 1
+    assert got['mean_per_class_recall'] != got['acc1']
+
+
+def test_classification_numbers_on_ties_and_few_classes():
+    logits = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    target = torch.tensor([1, 1, 0, 1])
+    got = classification_metrics(logits, target)
+    # argmax and topk both pick the first of tied maxima (class 0 for image 0).
+    assert got['acc1'] == 0.5
+    assert np.isnan(got['acc5'])  # fewer than 5 classes: clip_benchmark reports NaN
+    assert got['mean_per_class_recall'] == pytest.approx((1 / 3 + 1) / 2)
+    from sklearn.metrics import balanced_accuracy_score
+    target, pred = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 3])
+    with pytest.warns(UserWarning, match='y_pred contains classes not in y_true'):
+        expected = balanced_accuracy_score(target, pred)  # class 3 is only predicted
+    assert mean_per_class_recall(target, pred) == expected
+
+
+# ---- retrieval --------------------------------------------------------------------------------
+CAPTIONS = ['a cat on a sofa', 'an astronaut in space', 'a horse in a field', 'coffee',
+            'a red brick wall', 'gravel on a path', 'coins on a table', 'a rocket launch',
+            'a portrait of a woman', 'a grey image', 'a dog, running', 'a sunny beach']
+
+
+def _flickr_root(root: Path, num_images: int = 12) -> Path:
+    lines = ['image,caption']
+    for i in range(num_images):
+        _photo(i, root / f'{1000 + i}.jpg')
+        for j in range(1 + i % 3):  # 1-3 captions per image, some with commas
+            lines.append(f'{1000 + i}.jpg,{CAPTIONS[(i + 5 * j) % len(CAPTIONS)]}, take {j}')
+    (root / 'flickr30k_test_karpathy.txt').write_text('\n'.join(lines) + '\n')
+    return root
+
+
+def test_retrieval_equals_clip_benchmarks(tower, tmp_path):
+    from clip_benchmark.datasets.builder import image_captions_collate_fn
+    from clip_benchmark.datasets.flickr import Flickr
+    from clip_benchmark.metrics import zeroshot_retrieval
+
+    oc, preprocess, *_ = tower
+    root = _flickr_root(tmp_path / 'flickr30k')
+    theirs = Flickr(str(root), str(root / 'flickr30k_test_karpathy.txt'), transform=preprocess)
+    loader = torch.utils.data.DataLoader(theirs, batch_size=5,
+                                         collate_fn=image_captions_collate_fn)
+    expected = zeroshot_retrieval.evaluate(oc, loader, _tokenizer(), 'cpu', amp=False,
+                                           recall_k_list=[1, 5, 10])
+
+    model = _ours(tower)
+    dataset = _build(dict(type='FlickrCaptions', data_root=str(root),
+                          pipeline=model.cfg.test_dataloader.dataset.pipeline))
+    assert [d['captions'] for d in dataset.load_data_list()] == [c for _, c in theirs.data]
+    got = S.retrieve(model, dataset, batch_size=5)
+    assert got == expected
+    assert 0 < got['image_retrieval_recall@1'] < got['image_retrieval_recall@5'] < 1
+    assert 0 < got['text_retrieval_recall@1'] < got['text_retrieval_recall@10']
+
+    # The embeddings themselves: open_clip's within 1e-5.
+    images = torch.stack([preprocess(Image.open(theirs.root + '/' + n).convert('RGB'))
+                          for n, _ in theirs.data])
+    texts = [c for _, caps in theirs.data for c in caps]
+    from mmengine.dataset import pseudo_collate
+    batch = model.data_preprocessor(pseudo_collate([dataset[i] for i in range(len(dataset))]))
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(batch['inputs']),
+                                   oc.encode_image(images, normalize=True), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.encode_text(texts),
+                                   oc.encode_text(_tokenizer()(texts), normalize=True),
+                                   atol=1e-5, rtol=0)
+
+
+def test_recall_counts_an_image_found_by_any_of_its_captions():
+    images = torch.eye(3)
+    # texts 0, 1 belong to image 0 (text 1 points at image 2); text 2 to image 1.
+    texts = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
+    got = retrieval_metrics(images, texts, torch.tensor([0, 0, 1]), ks=(1, 5))
+    assert got['image_retrieval_recall@1'] == pytest.approx(2 / 3)
+    assert got['text_retrieval_recall@1'] == pytest.approx(2 / 3)  # image 2 has no text
+    assert got['image_retrieval_recall@5'] == 1.0  # k capped at the 3 images

@@ -1,0 +1,124 @@
+"""Evaluate one model on a suite of datasets: the ImageNet shift sets, or retrieval.
+
+    python tools/eval_suite.py MODEL [CHECKPOINT] --suite imagenet-shifts|retrieval|NAME[,NAME...]
+        --data-root DIR [--root NAME=DIR ...] [--out results.jsonl] [--batch-size N]
+        [--num-workers N] [--device cpu|cuda] [--debug]
+
+MODEL is a model-zoo name or a config file; CHECKPOINT a local file or URL (default, after
+a zoo name: its published weights). Each dataset is read from ``DIR/<its folder>`` (the
+name its archive extracts to; see docs/eval_suite.md) or from the folder given by
+``--root NAME=DIR``. Every dataset's layout is checked before any is evaluated: a missing
+or mis-laid one is an ``ERROR:`` line saying the layout expected. Numbers are computed as
+clip_benchmark computes them and appended to ``--out`` as one JSON line per dataset
+(clip_benchmark's result format); datasets already there for the same model and weights
+are not evaluated again, so a killed run resumes. The run ends with a markdown table.
+"""
+import argparse
+import os
+import sys
+from typing import Dict, List, Optional
+
+import torch
+
+import mmclip
+from mmclip.apis.model_zoo import is_zero_shot, resolve_config
+from mmclip.datasets import DatasetLayoutError
+from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.evaluation import suite as S
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('model', help='model-zoo name or config file')
+    parser.add_argument('checkpoint', nargs='?',
+                        help="checkpoint path or URL (default, after a zoo name: its weights)")
+    parser.add_argument('--suite', required=True,
+                        help=f"{' | '.join(S.SUITES)} | a comma-separated list of "
+                        f"{', '.join(S.SUITE_DATASETS)}")
+    parser.add_argument('--data-root', default='data',
+                        help='folder holding each dataset in its own subfolder '
+                        '(docs/eval_suite.md names them)')
+    parser.add_argument('--root', action='append', default=[], metavar='NAME=DIR',
+                        help='the folder of dataset NAME, instead of DATA_ROOT/<its folder>; '
+                        'repeat for several')
+    parser.add_argument('--out', default='eval_suite_results.jsonl',
+                        help='JSON-lines results file: appended to, and read to skip the '
+                        'datasets already evaluated with this model and checkpoint')
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_debug_option(parser)
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.num_workers < 0:
+        parser.error('--batch-size must be >= 1 and --num-workers >= 0')
+    return args
+
+
+def dataset_roots(args: argparse.Namespace, names) -> Dict[str, str]:
+    """Each dataset's folder: ``--root NAME=DIR``, else ``DATA_ROOT/<its folder>``."""
+    given = {}
+    for item in args.root:
+        name, sep, folder = item.partition('=')
+        if not sep or name not in S.SUITE_DATASETS or not folder:
+            raise ValueError(f'--root {item!r}: expected NAME=DIR with NAME one of '
+                             f'{", ".join(S.SUITE_DATASETS)}.')
+        given[name] = folder
+    return {n: given.get(n, os.path.join(args.data_root, S.SUITE_DATASETS[n].folder))
+            for n in names}
+
+
+def check_layouts(names, roots: Dict[str, str], pipeline) -> Optional[Dict[str, object]]:
+    """Every dataset, built (a listing: no image is decoded); None after one ``ERROR:``
+    line per dataset that is missing or mis-laid."""
+    datasets = {}
+    for name in names:
+        try:
+            datasets[name] = S.build_dataset(S.SUITE_DATASETS[name], roots[name], pipeline)
+        except DatasetLayoutError as err:
+            print(f'ERROR: {name} (from {roots[name]}): {err}', file=sys.stderr)
+    return datasets if len(datasets) == len(names) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    names = S.suite_names(args.suite)
+    done = {(r['dataset'], r['model'], r['pretrained']) for r in S.read_results(args.out)}
+    pretrained = args.checkpoint or 'zoo'
+    todo = [n for n in names if (n, args.model, pretrained) not in done]
+    cfg, _ = resolve_config(args.model)
+    if any(S.SUITE_DATASETS[n].kind == S.RETRIEVAL for n in todo) and not is_zero_shot(
+            args.model):
+        raise ValueError(f'{args.model} has no text tower; the retrieval sets need a zero-shot '
+                         f'model: {mmclip.list_models("*zeroshot*")}.')
+    # Layouts first: a mis-laid dataset should not wait for a model download.
+    datasets = check_layouts(todo, dataset_roots(args, todo),
+                             cfg.test_dataloader.dataset.pipeline)
+    if datasets is None:
+        return 1
+    model = mmclip.get_model(args.model, pretrained=args.checkpoint or True, device=args.device)
+    for skipped in (n for n in names if n not in todo):
+        print(f'{skipped}: already in {args.out}, not evaluated again')
+    for i, name in enumerate(todo, 1):
+        spec, dataset = S.SUITE_DATASETS[name], datasets[name]
+        print(f'[{i}/{len(todo)}] {name}: {len(dataset)} images')
+        if len(dataset) != spec.num_images:
+            print(f'WARNING: {name} has {len(dataset)} images; the published set has '
+                  f'{spec.num_images}, so its numbers will not compare with published ones.')
+        metrics = S.evaluate(model, spec, dataset, args.batch_size, args.num_workers,
+                             S.Progress(name))
+        S.append_result(args.out, S.result_line(spec, args.model, pretrained, metrics,
+                                                len(dataset)))
+    records = [r for r in S.read_results(args.out)
+               if r['model'] == args.model and r['pretrained'] == pretrained
+               and r['dataset'] in names]
+    print(f'\n{args.model} ({pretrained}), results in {args.out}:\n')
+    print(S.markdown_table(sorted(records, key=lambda r: names.index(r['dataset']))))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return exit_code_of(lambda: run(parse_args(argv)), debug=debug_requested(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
