@@ -6,6 +6,7 @@ saved as open_clip's file; mmclip loads that file. clip_benchmark's own
 model and the same images (read by clip_benchmark's readers); mmclip's numbers must be
 equal, not close. The tool runs on synthetic folders in every dataset's real layout.
 """
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 from PIL import Image
+from suite_layouts import make_retrieval_sets, make_shift_sets
 
 import mmclip
 from mmclip.evaluation import suite as S
@@ -263,3 +265,171 @@ def test_recall_counts_an_image_found_by_any_of_its_captions():
     assert got['image_retrieval_recall@1'] == pytest.approx(2 / 3)
     assert got['text_retrieval_recall@1'] == pytest.approx(2 / 3)  # image 2 has no text
     assert got['image_retrieval_recall@5'] == 1.0  # k capped at the 3 images
+
+
+# ---- tools/eval_suite.py ----------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def tool():
+    spec = importlib.util.spec_from_file_location('eval_suite', ROOT / 'tools' / 'eval_suite.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def classifier(tmp_path_factory):
+    """(config, checkpoint) of a tiny random ImageNet classifier (1000 outputs)."""
+    from conftest import write_tiny_config
+    from mmengine.config import Config
+
+    from mmclip.registry import MODELS
+    folder = tmp_path_factory.mktemp('classifier')
+    config = write_tiny_config(folder)
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(config).model)
+    checkpoint = folder / 'tiny.pth'
+    torch.save(model.state_dict(), checkpoint)
+    return config, checkpoint
+
+
+@pytest.fixture(scope='module')
+def shift_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp('shift_sets')
+    return root, make_shift_sets(root)
+
+
+def _lines(path: Path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _suite_argv(classifier, data_root, out, *extra):
+    config, checkpoint = classifier
+    return [str(config), str(checkpoint), '--suite', 'imagenet-shifts', '--data-root',
+            str(data_root), '--out', str(out), '--num-workers', '0', '--batch-size', '2',
+            *extra]
+
+
+def test_tool_runs_every_shift_set_and_resumes(tool, classifier, shift_sets, tmp_path,
+                                               capsys, monkeypatch):
+    root, counts = shift_sets
+    out = tmp_path / 'results.jsonl'
+    assert tool.main(_suite_argv(classifier, root, out)) == 0
+    printed = capsys.readouterr().out
+    records = _lines(out)
+    assert [r['dataset'] for r in records] == list(S.SUITES['imagenet-shifts'])
+    for r in records:
+        assert set(r) >= {'dataset', 'model', 'pretrained', 'task', 'metrics', 'language'}
+        assert r['task'] == 'zeroshot_classification' and r['language'] == 'en'
+        assert set(r['metrics']) == {'acc1', 'acc5', 'mean_per_class_recall'}
+        assert r['num_images'] == counts[r['dataset']]
+    assert '[6/8] imagenet-r: 3 images' in printed
+    assert 'imagenet-r: 2/2 batches' in printed  # progress
+    assert 'WARNING: imagenet-a has 3 images; the published set has 7500' in printed
+    assert '| dataset | images | top-1 |' in printed and '| objectnet | 2 |' in printed
+
+    # The R line is what the suite's own functions give for that folder.
+    model = mmclip.get_model(str(classifier[0]), pretrained=str(classifier[1]))
+    spec = S.SUITE_DATASETS['imagenet-r']
+    dataset = S.build_dataset(spec, str(root / 'imagenet-r'),
+                              model.cfg.test_dataloader.dataset.pipeline)
+    assert records[5]['metrics'] == S.classify(model, dataset)
+
+    # A second run computes nothing.
+    def must_not_run(*args, **kwargs):
+        raise AssertionError('a finished dataset was evaluated again')
+
+    monkeypatch.setattr(S, 'evaluate', must_not_run)
+    assert tool.main(_suite_argv(classifier, root, out)) == 0
+    assert 'objectnet: already in' in capsys.readouterr().out
+    assert _lines(out) == records
+
+
+def test_a_killed_run_resumes_after_its_last_finished_dataset(tool, classifier, shift_sets,
+                                                              tmp_path, monkeypatch):
+    root, _ = shift_sets
+    out = tmp_path / 'results.jsonl'
+    evaluate, calls = S.evaluate, []
+
+    class Killed(Exception):
+        """Stands in for the process being killed mid-dataset."""
+
+    def killed_at_the_third(model, spec, *args, **kwargs):
+        calls.append(spec.name)
+        if len(calls) == 3:
+            raise Killed
+        return evaluate(model, spec, *args, **kwargs)
+
+    monkeypatch.setattr(S, 'evaluate', killed_at_the_third)
+    with pytest.raises(Killed):
+        tool.main(_suite_argv(classifier, root, out))
+    assert [r['dataset'] for r in _lines(out)] == calls[:2]
+    calls.clear()
+
+    def counted(model, spec, *args, **kwargs):
+        calls.append(spec.name)
+        return evaluate(model, spec, *args, **kwargs)
+
+    monkeypatch.setattr(S, 'evaluate', counted)
+    assert tool.main(_suite_argv(classifier, root, out)) == 0
+    assert calls == list(S.SUITES['imagenet-shifts'][2:])
+    assert [r['dataset'] for r in _lines(out)] == list(S.SUITES['imagenet-shifts'])
+
+
+def test_missing_and_mislaid_datasets_are_one_line_each(tool, classifier, shift_sets,
+                                                       tmp_path, capsys):
+    root, _ = shift_sets
+    out = tmp_path / 'results.jsonl'
+    argv = _suite_argv(classifier, root, out)[:-4] + ['--suite', 'imagenet-r,imagenet-a',
+                                                     '--root', f'imagenet-r={root}/imagenet-a',
+                                                     '--root', f'imagenet-a={tmp_path}/none']
+    assert tool.main(argv) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith('ERROR: ') for e in errors)
+    assert errors[0].startswith(f'ERROR: imagenet-r (from {root}/imagenet-a): ')
+    assert 'does not hold ImageNet-R' in errors[0] and 'the 200 class folders' in errors[0]
+    assert f"data_root '{tmp_path}/none' does not exist. Expected " in errors[1]
+    assert not out.exists()  # nothing was evaluated
+
+
+def test_an_out_file_it_did_not_write_is_left_alone(tool, classifier, shift_sets, tmp_path,
+                                                    capsys):
+    root, _ = shift_sets
+    out = tmp_path / 'notes.jsonl'
+    out.write_text('my notes\n')
+    assert tool.main(_suite_argv(classifier, root, out)) == 1
+    assert 'line 1: not a result line of eval_suite' in capsys.readouterr().err
+    assert out.read_text() == 'my notes\n'
+
+
+def test_tool_retrieval_suite_with_a_tower(tool, tower, tmp_path, capsys):
+    _, _, checkpoint, config, _ = tower
+    counts = make_retrieval_sets(tmp_path / 'data')
+    out = tmp_path / 'retrieval.jsonl'
+    argv = [str(config), str(checkpoint), '--suite', 'retrieval', '--data-root',
+            str(tmp_path / 'data'), '--out', str(out), '--num-workers', '0']
+    assert tool.main(argv) == 0
+    records = _lines(out)
+    assert [(r['dataset'], r['num_images'], r['task']) for r in records] == [
+        (name, counts[name], 'zeroshot_retrieval') for name in S.SUITES['retrieval']]
+    assert set(records[0]['metrics']) == {f'{d}_retrieval_recall@{k}' for d in ('image', 'text')
+                                          for k in (1, 5, 10)}
+    assert '| mscoco_captions | 4 |' in capsys.readouterr().out
+
+
+def test_retrieval_needs_a_text_tower(tool, classifier, tmp_path, capsys):
+    argv = _suite_argv(classifier, tmp_path, tmp_path / 'r.jsonl')[:-4] + ['--suite',
+                                                                          'flickr30k']
+    assert tool.main(argv) == 1
+    assert 'has no text tower' in capsys.readouterr().err
+
+
+def test_coco_captions_in_clip_benchmarks_order(tmp_path):
+    make_retrieval_sets(tmp_path)
+    dataset = _build(dict(type='CocoCaptions', data_root=str(tmp_path / 'mscoco')))
+    items = dataset.load_data_list()
+    assert [Path(d['img_path']).name for d in items] == [
+        f'COCO_val2014_{391895 + i:012d}.jpg' for i in range(4)]  # sorted by image id
+    assert items[1]['captions'] == ['a blue circle', 'two dogs, playing']
+    (tmp_path / 'mscoco' / 'val2014' / 'COCO_val2014_000000391897.jpg').unlink()
+    with pytest.raises(mmclip.datasets.DatasetLayoutError, match='1 of the 4 images'):
+        _build(dict(type='CocoCaptions', data_root=str(tmp_path / 'mscoco')))
