@@ -43,7 +43,7 @@ clip_benchmark = pytest.importorskip('clip_benchmark')
 
 def _tiny_config(folder: Path) -> Path:
     """An mmclip zero-shot config of TINY_OPEN_CLIP, with open_clip's eval preprocessing
-    at 64 px and a small default class list (the tool builds the model's own head)."""
+    at 64 px; its head: the 1000 ImageNet classes, one template (1000 prompts)."""
     path = folder / 'tiny_zeroshot.py'
     path.write_text(
         f"_base_ = [{str(ROOT / 'configs/_base_/models/clip_zeroshot.py')!r},\n"
@@ -53,7 +53,7 @@ def _tiny_config(folder: Path) -> Path:
         "    backbone=dict(arch=arch, img_size=64, patch_size=16,\n"
         "                  act_cfg=dict(type='QuickGELU')),\n"
         "    text_backbone=dict(arch=arch, out_channels=32, act_cfg=dict(type='QuickGELU')),\n"
-        f"    head=dict(in_channels=64, out_channels=32, classes={CLASSES!r},\n"
+        "    head=dict(in_channels=64, out_channels=32, classes='imagenet',\n"
         "              templates=['a photo of a {}.']))\n"
         "test_pipeline = [\n"
         "    dict(type='LoadImageFromFile'),\n"
@@ -375,6 +375,16 @@ def test_a_killed_run_resumes_after_its_last_finished_dataset(tool, classifier, 
     assert tool.main(argv) == 0
     assert calls == names[1:]
     assert [r['dataset'] for r in _lines(out)] == names
+
+
+def test_objectnet_border_is_part_of_the_result(tool, classifier, shift_sets, tmp_path):
+    root, _ = shift_sets
+    out = tmp_path / 'results.jsonl'
+    argv = _suite_argv(classifier, root, out)[:-4] + ['--suite', 'objectnet']
+    assert tool.main(argv) == 0
+    assert tool.main(argv + ['--objectnet-border', '0']) == 0  # another protocol: runs
+    assert tool.main(argv) == 0  # already there: not appended again
+    assert [r['options'] for r in _lines(out)] == [{'border': 2}, {'border': 0}]
 
 
 def test_missing_and_mislaid_datasets_are_one_line_each(tool, classifier, shift_sets,

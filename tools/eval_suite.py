@@ -23,6 +23,7 @@ import torch
 import mmclip
 from mmclip.apis.model_zoo import is_zero_shot, resolve_config
 from mmclip.datasets import DatasetLayoutError
+from mmclip.datasets.imagenet_shifts import OBJECTNET_BORDER
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.evaluation import suite as S
 
@@ -45,13 +46,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', default='eval_suite_results.jsonl',
                         help='JSON-lines results file: appended to, and read to skip the '
                         'datasets already evaluated with this model and checkpoint')
+    parser.add_argument('--objectnet-border', type=int, default=OBJECTNET_BORDER,
+                        help="pixels cropped from each side of ObjectNet's images (its red "
+                        "frame; WiSE-FT crops 2, clip_benchmark 1.6.2 and so open_clip's "
+                        'published ObjectNet numbers 0)')
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     add_debug_option(parser)
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.num_workers < 0:
-        parser.error('--batch-size must be >= 1 and --num-workers >= 0')
+    if args.batch_size < 1 or args.num_workers < 0 or args.objectnet_border < 0:
+        parser.error('--batch-size must be >= 1, --num-workers and --objectnet-border >= 0')
     return args
 
 
@@ -68,13 +73,21 @@ def dataset_roots(args: argparse.Namespace, names) -> Dict[str, str]:
             for n in names}
 
 
-def check_layouts(names, roots: Dict[str, str], pipeline) -> Optional[Dict[str, object]]:
+def dataset_options(args: argparse.Namespace, name: str) -> dict:
+    """Protocol options of dataset ``name`` (recorded in its result line)."""
+    return dict(border=args.objectnet_border) if name == 'objectnet' else {}
+
+
+def check_layouts(names, roots: Dict[str, str], pipeline,
+                  args: argparse.Namespace) -> Optional[Dict[str, object]]:
     """Every dataset, built (a listing: no image is decoded); None after one ``ERROR:``
     line per dataset that is missing or mis-laid."""
     datasets = {}
     for name in names:
+        options = dataset_options(args, name)
         try:
-            datasets[name] = S.build_dataset(S.SUITE_DATASETS[name], roots[name], pipeline)
+            datasets[name] = S.build_dataset(S.SUITE_DATASETS[name], roots[name], pipeline,
+                                             **options)
         except DatasetLayoutError as err:
             print(f'ERROR: {name} (from {roots[name]}): {err}', file=sys.stderr)
     return datasets if len(datasets) == len(names) else None
@@ -82,9 +95,11 @@ def check_layouts(names, roots: Dict[str, str], pipeline) -> Optional[Dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     names = S.suite_names(args.suite)
-    done = {(r['dataset'], r['model'], r['pretrained']) for r in S.read_results(args.out)}
     pretrained = args.checkpoint or 'zoo'
-    todo = [n for n in names if (n, args.model, pretrained) not in done]
+    keys = {S.result_key(dict(dataset=n, model=args.model, pretrained=pretrained,
+                              options=dataset_options(args, n))): n for n in names}
+    done = {S.result_key(r) for r in S.read_results(args.out)}
+    todo = [n for key, n in keys.items() if key not in done]
     cfg, _ = resolve_config(args.model)
     if any(S.SUITE_DATASETS[n].kind == S.RETRIEVAL for n in todo) and not is_zero_shot(
             args.model):
@@ -92,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                          f'model: {mmclip.list_models("*zeroshot*")}.')
     # Layouts first: a mis-laid dataset should not wait for a model download.
     datasets = check_layouts(todo, dataset_roots(args, todo),
-                             cfg.test_dataloader.dataset.pipeline)
+                             cfg.test_dataloader.dataset.pipeline, args)
     if datasets is None:
         return 1
     model = mmclip.get_model(args.model, pretrained=args.checkpoint or True, device=args.device)
@@ -107,10 +122,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = S.evaluate(model, spec, dataset, args.batch_size, args.num_workers,
                              S.Progress(name))
         S.append_result(args.out, S.result_line(spec, args.model, pretrained, metrics,
-                                                len(dataset)))
-    records = [r for r in S.read_results(args.out)
-               if r['model'] == args.model and r['pretrained'] == pretrained
-               and r['dataset'] in names]
+                                                len(dataset), dataset_options(args, name)))
+    records = [r for r in S.read_results(args.out) if S.result_key(r) in keys]
     print(f'\n{args.model} ({pretrained}), results in {args.out}:\n')
     print(S.markdown_table(sorted(records, key=lambda r: names.index(r['dataset']))))
     return 0

@@ -100,11 +100,12 @@ def suite_names(suite: str) -> Tuple[str, ...]:
     return names
 
 
-def build_dataset(spec: SuiteDataset, root: str, pipeline: Sequence[dict]):
-    """The mmclip dataset of ``spec`` under ``root``; its layout is checked here (a
-    ``DatasetLayoutError`` names what was expected)."""
+def build_dataset(spec: SuiteDataset, root: str, pipeline: Sequence[dict], **options):
+    """The mmclip dataset of ``spec`` under ``root`` (``options`` update its config); its
+    layout is checked here (a ``DatasetLayoutError`` names what was expected)."""
     with DefaultScope.overwrite_default_scope('mmclip'):
-        return DATASETS.build(dict(spec.dataset, data_root=root, pipeline=list(pipeline)))
+        return DATASETS.build(dict(spec.dataset, data_root=root, pipeline=list(pipeline),
+                                   **options))
 
 
 def _batches(model, dataset, batch_size: int, num_workers: int,
@@ -195,10 +196,18 @@ def read_results(path: str) -> List[dict]:
 
 
 def result_line(spec: SuiteDataset, model: str, pretrained: str, metrics: Dict[str, float],
-                num_images: int) -> dict:
+                num_images: int, options: Optional[dict] = None) -> dict:
+    """clip_benchmark's result fields, plus ``num_images`` and the protocol ``options``
+    the dataset was read with (ObjectNet's ``border``)."""
     return dict(dataset=spec.name, model=model, pretrained=pretrained,
                 task=TASKS[spec.kind], metrics=metrics, language='en',
-                num_images=num_images)
+                num_images=num_images, options=options or {})
+
+
+def result_key(record: dict) -> str:
+    """What makes two result lines the same evaluation (a resumed run skips it)."""
+    return json.dumps([record['dataset'], record['model'], record['pretrained'],
+                       record.get('options') or {}], sort_keys=True)
 
 
 def append_result(path: str, record: dict) -> None:
