@@ -8,6 +8,8 @@ equal, not close. The tool runs on synthetic folders in every dataset's real lay
 """
 import importlib.util
 import json
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -445,3 +447,50 @@ def test_coco_captions_in_clip_benchmarks_order(tmp_path):
     (tmp_path / 'mscoco' / 'val2014' / 'COCO_val2014_000000391897.jpg').unlink()
     with pytest.raises(mmclip.datasets.DatasetLayoutError, match='1 of the 4 images'):
         _build(dict(type='CocoCaptions', data_root=str(tmp_path / 'mscoco')))
+
+
+# ---- docs/eval_suite.md -----------------------------------------------------------------------
+DOC = ROOT / 'docs' / 'eval_suite.md'
+DOC_CLASSIFIER = 'vit-base-p16_clip-openai-pre_3rdparty_in1k'
+DOC_TOWER = 'clip_vit-base-p16_openai_zeroshot-cls_in1k'
+
+
+def _doc_blocks(language: str):
+    return re.findall(rf'```{language}\n(.*?)```', DOC.read_text(), re.S)
+
+
+def _doc_commands():
+    """Every command of the page's shell blocks (comments dropped, continuations joined)."""
+    commands = []
+    for block in _doc_blocks('shell'):
+        text = block.replace('\\\n', ' ')
+        commands += [line.strip() for line in text.splitlines()
+                     if line.strip() and not line.strip().startswith('#')]
+    return commands
+
+
+def test_every_docs_block_runs_on_stand_ins(tool, classifier, tower, tmp_path, monkeypatch,
+                                            capsys):
+    """The page's commands and Python blocks, with the tiny models standing in for the zoo
+    models it names (which are real zoo names) and tiny datasets for the real ones."""
+    assert {DOC_CLASSIFIER, DOC_TOWER} <= set(mmclip.list_models())
+    stand_ins = {DOC_CLASSIFIER: [str(p) for p in classifier],
+                 DOC_TOWER: [str(tower[3]), str(tower[2])]}
+    make_shift_sets(tmp_path / 'data')
+    make_retrieval_sets(tmp_path / 'data')
+    monkeypatch.chdir(tmp_path)
+    commands = _doc_commands()
+    assert len(commands) == 4
+    for command in commands:
+        argv = shlex.split(command.replace('/mnt/datasets/', f'{tmp_path}/data/'))
+        assert argv[:2] == ['python', 'tools/eval_suite.py'], command
+        argv = stand_ins[argv[2]] + argv[3:] + ['--num-workers', '0']
+        assert tool.main(argv) == 0, (command, capsys.readouterr().err)
+    records = _lines(tmp_path / 'results.jsonl')
+    assert len(records) == 2 * len(S.SUITES['imagenet-shifts']) + 3 + 1  # objectnet, border 0
+    blocks = _doc_blocks('python')
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, str(DOC), 'exec'), {})
+    printed = capsys.readouterr().out
+    assert "((1,), (2,), (4,))" in printed and 'Alarm clock (409, 530)' in printed

@@ -103,9 +103,11 @@ def suite_names(suite: str) -> Tuple[str, ...]:
 def build_dataset(spec: SuiteDataset, root: str, pipeline: Sequence[dict], **options):
     """The mmclip dataset of ``spec`` under ``root`` (``options`` update its config); its
     layout is checked here (a ``DatasetLayoutError`` names what was expected)."""
+    # serialize_data=False: mmengine's packing runs a full gc.collect() per dataset,
+    # seconds in a process holding a model; a list of paths is small enough as it is.
     with DefaultScope.overwrite_default_scope('mmclip'):
         return DATASETS.build(dict(spec.dataset, data_root=root, pipeline=list(pipeline),
-                                   **options))
+                                   serialize_data=False, **options))
 
 
 def _batches(model, dataset, batch_size: int, num_workers: int,
