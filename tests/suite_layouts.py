@@ -94,3 +94,35 @@ def make_retrieval_sets(root: Path) -> Dict[str, int]:
         (root / name / f'{name}_test_karpathy.txt').write_text('\n'.join(lines) + '\n')
         counts[name] = 3
     return counts
+
+
+def make_zeroshot_sets(root: Path) -> Dict[str, int]:
+    """Three of clip_benchmark's zero-shot datasets under ``root``, as torchvision's
+    readers expect them (a few classes each); returns the number of images of each."""
+    # MNIST: the raw idx files (big-endian magic, sizes, then uint8 values).
+    raw = root / 'mnist' / 'MNIST' / 'raw'
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    digits = rng.randint(0, 256, (6, 28, 28)).astype(np.uint8)
+    (raw / 't10k-images-idx3-ubyte').write_bytes(
+        np.array([2051, 6, 28, 28], '>i4').tobytes() + digits.tobytes())
+    (raw / 't10k-labels-idx1-ubyte').write_bytes(
+        np.array([2049, 6], '>i4').tobytes() + np.array([3, 1, 4, 1, 5, 9], np.uint8).tobytes())
+    # torchvision wants the training files present too (empty here: never read).
+    (raw / 'train-images-idx3-ubyte').write_bytes(np.array([2051, 0, 28, 28], '>i4').tobytes())
+    (raw / 'train-labels-idx1-ubyte').write_bytes(np.array([2049, 0], '>i4').tobytes())
+    # Rendered SST-2: test/<negative|positive>/*.png.
+    sst = root / 'renderedsst2' / 'rendered-sst2' / 'test'
+    for i, label in enumerate(('negative', 'positive', 'positive')):
+        (sst / label).mkdir(parents=True, exist_ok=True)
+        Image.open(tiny_image(sst / label / f'{i}.jpg', 900 + i)).save(sst / label / f'{i}.png')
+        (sst / label / f'{i}.jpg').unlink()
+    # DTD: dtd/dtd/images/<texture>/*.jpg and the split's label file.
+    dtd = root / 'dtd' / 'dtd' / 'dtd'
+    names = []
+    for i, texture in enumerate(('banded', 'banded', 'dotted', 'striped', 'zigzagged')):
+        tiny_image(dtd / 'images' / texture / f'{texture}_{i:04d}.jpg', 950 + i)
+        names.append(f'{texture}/{texture}_{i:04d}.jpg')
+    (dtd / 'labels').mkdir(parents=True, exist_ok=True)
+    (dtd / 'labels' / 'test1.txt').write_text('\n'.join(names) + '\n')
+    return {'mnist': 6, 'renderedsst2': 3, 'dtd': 5}

@@ -17,7 +17,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 from PIL import Image
-from suite_layouts import make_retrieval_sets, make_shift_sets
+from suite_layouts import make_retrieval_sets, make_shift_sets, make_zeroshot_sets
 
 import mmclip
 from mmclip.evaluation import suite as S
@@ -205,6 +205,47 @@ def test_classification_numbers_on_ties_and_few_classes():
     with pytest.warns(UserWarning, match='y_pred contains classes not in y_true'):
         expected = balanced_accuracy_score(target, pred)  # class 3 is only predicted
     assert mean_per_class_recall(target, pred) == expected
+
+
+@pytest.mark.parametrize('name', ['mnist', 'renderedsst2', 'dtd'])
+def test_clip_benchmark_datasets_equal_clip_benchmarks_numbers(tower, tmp_path, name,
+                                                              monkeypatch):
+    """Its readers, splits, class names and templates, through mmclip's preprocessing."""
+    from clip_benchmark.datasets.builder import build_dataset
+    from clip_benchmark.metrics import zeroshot_classification
+
+    _numpy2_safe(zeroshot_classification, monkeypatch)
+    oc, preprocess, *_ = tower
+    counts = make_zeroshot_sets(tmp_path)
+    theirs = build_dataset(name, root=str(tmp_path / name), transform=preprocess,
+                           split='test', download=False)
+    expected = zeroshot_classification.evaluate(
+        oc, torch.utils.data.DataLoader(theirs, batch_size=4), _tokenizer(), theirs.classes,
+        theirs.templates, 'cpu', amp=False)
+
+    model = _ours(tower)
+    spec = S.SUITE_DATASETS[name]
+    dataset = S.build_dataset(spec, str(tmp_path / name),
+                              model.cfg.test_dataloader.dataset.pipeline)
+    assert len(dataset) == counts[name]
+    assert list(dataset.metainfo['classes']) == list(theirs.classes)
+    assert list(dataset.metainfo['templates']) == [t.replace('{c}', '{}')
+                                                   for t in theirs.templates]
+    got = S.evaluate(model, spec, dataset, batch_size=4)
+    assert list(got) == list(expected)
+    for key in got:  # equal, NaN (acc5 of the 2-class set) included
+        assert got[key] == expected[key] or (np.isnan(got[key]) and np.isnan(expected[key]))
+    assert model.head.classes[0] == 'tench'  # the model's own head is back afterwards
+
+
+def test_clip_benchmark_dataset_layout_errors(tmp_path):
+    with pytest.raises(mmclip.datasets.DatasetLayoutError,
+                       match=r"mnist/MNIST/raw' does not exist\. Expected .*t10k-images"):
+        _build(dict(type='ClipBenchmarkDataset', name='mnist', data_root=str(tmp_path / 'mnist')))
+    (tmp_path / 'dtd' / 'dtd').mkdir(parents=True)  # the folder, but not what is in it
+    with pytest.raises(mmclip.datasets.DatasetLayoutError,
+                       match=r"clip_benchmark could not read dtd .*Expected .*labels/test1\.txt"):
+        _build(dict(type='ClipBenchmarkDataset', name='dtd', data_root=str(tmp_path / 'dtd')))
 
 
 # ---- retrieval --------------------------------------------------------------------------------

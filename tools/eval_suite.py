@@ -1,6 +1,7 @@
-"""Evaluate one model on a suite of datasets: the ImageNet shift sets, or retrieval.
+"""Evaluate one model on a suite of datasets: ImageNet shift sets, zero-shot, retrieval.
 
-    python tools/eval_suite.py MODEL [CHECKPOINT] --suite imagenet-shifts|retrieval|NAME[,NAME...]
+    python tools/eval_suite.py MODEL [CHECKPOINT]
+        --suite imagenet-shifts|zeroshot|retrieval|NAME[,NAME...]
         --data-root DIR [--root NAME=DIR ...] [--out results.jsonl] [--batch-size N]
         [--num-workers N] [--device cpu|cuda] [--debug]
 
@@ -101,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
     done = {S.result_key(r) for r in S.read_results(args.out)}
     todo = [n for key, n in keys.items() if key not in done]
     cfg, _ = resolve_config(args.model)
-    if any(S.SUITE_DATASETS[n].kind == S.RETRIEVAL for n in todo) and not is_zero_shot(
-            args.model):
-        raise ValueError(f'{args.model} has no text tower; the retrieval sets need a zero-shot '
-                         f'model: {mmclip.list_models("*zeroshot*")}.')
+    needs_text = [n for n in todo if S.SUITE_DATASETS[n].needs_text]
+    if needs_text and not is_zero_shot(args.model):
+        raise ValueError(f'{args.model} has no text tower; {", ".join(needs_text)} need a '
+                         f'zero-shot model: {mmclip.list_models("*zeroshot*")}.')
     # Layouts first: a mis-laid dataset should not wait for a model download.
     datasets = check_layouts(todo, dataset_roots(args, todo),
                              cfg.test_dataloader.dataset.pipeline, args)
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     for i, name in enumerate(todo, 1):
         spec, dataset = S.SUITE_DATASETS[name], datasets[name]
         print(f'[{i}/{len(todo)}] {name}: {len(dataset)} images')
-        if len(dataset) != spec.num_images:
+        if spec.num_images is not None and len(dataset) != spec.num_images:
             print(f'WARNING: {name} has {len(dataset)} images; the published set has '
                   f'{spec.num_images}, so its numbers will not compare with published ones.')
         metrics = S.evaluate(model, spec, dataset, args.batch_size, args.num_workers,

@@ -2,7 +2,8 @@
 
 Each dataset of the suite is read from its own folder in the layout its authors ship
 (``SUITE_DATASETS``: the folder name under ``--data-root`` and the mmclip dataset that
-reads it). A model is evaluated on one dataset at a time, in one process, with the test
+reads it; clip_benchmark's zero-shot datasets are read by clip_benchmark itself). A model
+is evaluated on one dataset at a time, in one process, with the test
 pipeline of its own config; the numbers are computed as clip_benchmark computes them
 (``metrics/benchmark.py``) and written as one JSON line per dataset in clip_benchmark's
 result format (``dataset``, ``model``, ``pretrained``, ``task``, ``metrics``,
@@ -25,6 +26,7 @@ from mmclip.registry import DATASETS
 from .metrics.benchmark import classification_metrics, project_scores, retrieval_metrics
 
 CLASSIFICATION, RETRIEVAL = 'classification', 'retrieval'
+Prompts = Tuple[List[str], Optional[List[str]]]
 # clip_benchmark's names for the two kinds of run; a fine-tuned ImageNet head is not
 # zero-shot, but it is scored with the same numbers.
 TASKS = {CLASSIFICATION: 'zeroshot_classification', RETRIEVAL: 'zeroshot_retrieval'}
@@ -41,23 +43,36 @@ class SuiteDataset:
     kind: ``CLASSIFICATION`` or ``RETRIEVAL``.
     num_images: the size of the published set; another count is warned about, since
         its numbers would not compare with published ones.
-    tower_classes: for a zero-shot model, the class names of the dataset's own head
-        (from its metainfo); None: the model's ImageNet head, restricted by the
-        dataset's ``class_map`` where it has one (the same logits as a head built for
-        those classes, each class's text embedding being computed on its own).
+        None where it is not known here (no check).
+    tower_prompts: for a zero-shot model, the class names and templates (None: the
+        model's) of the dataset's own head, from its metainfo; None: the model's ImageNet
+        head, restricted by the dataset's ``class_map`` where it has one (the same logits
+        as a head built for those classes: each class's row comes from its own prompts).
+    needs_text: only a model with a text tower can be evaluated on it.
     """
 
     name: str
     dataset: dict
     folder: str
     kind: str
-    num_images: int
-    tower_classes: Optional[Callable[[dict], List[str]]] = field(default=None, compare=False)
+    num_images: Optional[int]
+    tower_prompts: Optional[Callable[[dict], Prompts]] = field(default=None, compare=False)
+    needs_text: bool = False
 
 
-def _objectnet_tower_classes(metainfo: dict) -> List[str]:
+def _objectnet_prompts(metainfo: dict) -> Prompts:
     # clip_benchmark's ObjectNet: its labels, lower-cased, with the ImageNet templates.
-    return [name.lower() for name in metainfo['classes']]
+    return [name.lower() for name in metainfo['classes']], None
+
+
+def _clip_benchmark_prompts(metainfo: dict) -> Prompts:
+    return list(metainfo['classes']), list(metainfo['templates'])
+
+
+def _zero_shot(name: str, num_images: Optional[int]) -> 'SuiteDataset':
+    """A clip_benchmark zero-shot dataset, in a folder of its name."""
+    return SuiteDataset(name, dict(type='ClipBenchmarkDataset', name=name), name,
+                        CLASSIFICATION, num_images, _clip_benchmark_prompts, needs_text=True)
 
 
 SUITE_DATASETS: Dict[str, SuiteDataset] = {d.name: d for d in (
@@ -74,17 +89,29 @@ SUITE_DATASETS: Dict[str, SuiteDataset] = {d.name: d for d in (
     SuiteDataset('imagenet-r', dict(type='ImageNetR'), 'imagenet-r', CLASSIFICATION, 30000),
     SuiteDataset('imagenet-a', dict(type='ImageNetA'), 'imagenet-a', CLASSIFICATION, 7500),
     SuiteDataset('objectnet', dict(type='ObjectNet'), 'objectnet-1.0', CLASSIFICATION, 18574,
-                 _objectnet_tower_classes),
-    SuiteDataset('mscoco_captions', dict(type='CocoCaptions'), 'mscoco', RETRIEVAL, 5000),
-    SuiteDataset('flickr30k', dict(type='FlickrCaptions'), 'flickr30k', RETRIEVAL, 1000),
+                 _objectnet_prompts),
+    SuiteDataset('mscoco_captions', dict(type='CocoCaptions'), 'mscoco', RETRIEVAL, 5000,
+                 needs_text=True),
+    SuiteDataset('flickr30k', dict(type='FlickrCaptions'), 'flickr30k', RETRIEVAL, 1000,
+                 needs_text=True),
     SuiteDataset('flickr8k', dict(type='FlickrCaptions', ann_file='flickr8k_test_karpathy.txt'),
-                 'flickr8k', RETRIEVAL, 1000),
+                 'flickr8k', RETRIEVAL, 1000, needs_text=True),
+    # Test-split sizes; None where clip_benchmark uses a whole dataset of varying size.
+    *(_zero_shot(name, num) for name, num in (
+        ('cifar10', 10000), ('cifar100', 10000), ('stl10', 8000), ('food101', 25250),
+        ('flowers', 6149), ('pets', 3669), ('dtd', 1880), ('eurosat', 27000),
+        ('gtsrb', 12630), ('fgvc_aircraft', 3333), ('cars', 8041), ('country211', 21100),
+        ('sun397', None), ('caltech101', None), ('renderedsst2', 1821), ('mnist', 10000),
+        ('fer2013', 7178), ('pcam', 32768), ('svhn', 26032), ('voc2007', None))),
 )}
 SUITES: Dict[str, Tuple[str, ...]] = {
     'imagenet-shifts': ('imagenet1k', 'imagenetv2', 'imagenetv2-threshold0.7',
                         'imagenetv2-top-images', 'imagenet_sketch', 'imagenet-r',
                         'imagenet-a', 'objectnet'),
     'retrieval': ('mscoco_captions', 'flickr30k', 'flickr8k'),
+    'zeroshot': ('cifar10', 'cifar100', 'stl10', 'food101', 'flowers', 'pets', 'dtd',
+                 'eurosat', 'gtsrb', 'fgvc_aircraft', 'cars', 'country211', 'sun397',
+                 'caltech101', 'renderedsst2', 'mnist', 'fer2013', 'pcam', 'svhn', 'voc2007'),
 }
 
 
@@ -153,17 +180,16 @@ def retrieve(model, dataset, batch_size: int = 64, num_workers: int = 0,
 
 def evaluate(model, spec: SuiteDataset, dataset, batch_size: int = 64, num_workers: int = 0,
              progress: Callable[[int, int], None] = lambda i, n: None) -> Dict[str, float]:
-    """Run ``spec``'s task; a zero-shot model gets the dataset's own classes when the
-    protocol gives it some (ObjectNet), and its own back afterwards."""
+    """Run ``spec``'s task; a zero-shot model gets the dataset's own classes (and
+    templates) when the protocol gives it some, and its own back afterwards."""
+    if spec.needs_text and not hasattr(model, 'encode_text'):
+        raise ValueError(f'{spec.name} needs a model with a text tower (a *zeroshot* model).')
     if spec.kind == RETRIEVAL:
-        if not hasattr(model, 'encode_text'):
-            raise ValueError(f'{spec.name} is an image-text retrieval set; it needs a model '
-                             'with a text tower (a *zeroshot* model).')
         return retrieve(model, dataset, batch_size, num_workers, progress)
-    if spec.tower_classes is None or not hasattr(model, 'set_classes'):
+    if spec.tower_prompts is None or not hasattr(model, 'set_classes'):
         return classify(model, dataset, batch_size, num_workers, progress)
     own = (model.head.classes, model.head.templates)
-    model.set_classes(spec.tower_classes(dataset.metainfo))
+    model.set_classes(*spec.tower_prompts(dataset.metainfo))
     try:
         return classify(model, dataset, batch_size, num_workers, progress)
     finally:
