@@ -513,22 +513,29 @@ def _doc_commands():
 def test_every_docs_block_runs_on_stand_ins(tool, classifier, tower, tmp_path, monkeypatch,
                                             capsys):
     """The page's commands and Python blocks, with the tiny models standing in for the zoo
-    models it names (which are real zoo names) and tiny datasets for the real ones."""
+    models it names (which are real zoo names) and tiny datasets for the real ones (the
+    zero-shot suite by its three that stand-ins can give)."""
     assert {DOC_CLASSIFIER, DOC_TOWER} <= set(mmclip.list_models())
+    page = DOC.read_text()
+    for spec in S.SUITE_DATASETS.values():  # every dataset and its folder is documented
+        assert f'`{spec.name}`' in page and spec.folder in page, spec.name
     stand_ins = {DOC_CLASSIFIER: [str(p) for p in classifier],
                  DOC_TOWER: [str(tower[3]), str(tower[2])]}
     make_shift_sets(tmp_path / 'data')
     make_retrieval_sets(tmp_path / 'data')
+    zeroshot = ','.join(make_zeroshot_sets(tmp_path / 'data'))
     monkeypatch.chdir(tmp_path)
     commands = _doc_commands()
-    assert len(commands) == 4
+    assert len(commands) == 5
     for command in commands:
-        argv = shlex.split(command.replace('/mnt/datasets/', f'{tmp_path}/data/'))
+        command = command.replace('/mnt/datasets/', f'{tmp_path}/data/')
+        argv = shlex.split(command.replace('--suite zeroshot', f'--suite {zeroshot}'))
         assert argv[:2] == ['python', 'tools/eval_suite.py'], command
         argv = stand_ins[argv[2]] + argv[3:] + ['--num-workers', '0']
         assert tool.main(argv) == 0, (command, capsys.readouterr().err)
     records = _lines(tmp_path / 'results.jsonl')
-    assert len(records) == 2 * len(S.SUITES['imagenet-shifts']) + 3 + 1  # objectnet, border 0
+    # objectnet again: border 0
+    assert len(records) == 2 * len(S.SUITES['imagenet-shifts']) + 3 + 3 + 1
     blocks = _doc_blocks('python')
     assert len(blocks) == 2
     for block in blocks:
