@@ -7,6 +7,8 @@ compared with what mmclip's evaluation path gives.
 """
 import ast
 import importlib.util
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import DefaultScope
 from PIL import Image
 
+import mmclip
 from mmclip.datasets import (
     DatasetLayoutError,
     ImageNetA,
@@ -319,3 +322,60 @@ def test_zoo_classifier_top1_equals_masking_timms_logits(tiny_timm, tmp_path, ki
     assert any(int(p) not in candidates for p in timm_logits.argmax(dim=1))
     top2 = masked.topk(2, dim=1).values
     assert (top2[:, 0] - top2[:, 1]).min() > 1e-3  # no near-tie decides the comparison
+
+
+def test_tools_test_scores_imagenet_r_from_a_config(tiny_timm, tmp_path):
+    """A config naming ImageNetR: tools/test.py reports the masked top-1 (and the mean
+    per-class recall), as the evaluation suite computes it."""
+    import subprocess
+    import sys
+
+    from mmclip.evaluation import suite
+
+    reference, cfg = tiny_timm
+    root = tmp_path / 'imagenet-r'
+    wnids = subset_wnids('imagenet_r')
+    for wnid in wnids:
+        (root / wnid).mkdir(parents=True)
+    _fill_with_photos(root, [wnids[0]], per_folder=8)
+    # As the runner builds it: with the config's data preprocessor (CLIP mean / std).
+    model = mmclip.get_model(cfg.filename)
+
+    def build():
+        with DefaultScope.overwrite_default_scope('mmclip'):
+            return DATASETS.build(dict(type='ImageNetR', data_root=str(root),
+                                       pipeline=cfg.test_dataloader.dataset.pipeline))
+
+    from mmengine.dataset import pseudo_collate
+    dataset = build()
+    batch = model.data_preprocessor(pseudo_collate([dataset[i] for i in range(len(dataset))]))
+    _spread_and_convert(reference, model, batch['inputs'])
+    with torch.no_grad():
+        predicted = [int(p.pred_score[list(dataset.metainfo['class_map'])].argmax())
+                     for p in model(batch['inputs'], batch['data_samples'], mode='predict')]
+    # Half the photos go to the class the model predicts for them: known hits.
+    for i, info in enumerate(dataset.load_data_list()[::2]):
+        path = Path(info['img_path'])
+        path.rename(root / wnids[predicted[2 * i]] / f'moved_{path.name}')
+    torch.save(model.state_dict(), tmp_path / 'tiny.pth')
+    dataset = build()
+    expected = suite.classify(model, dataset)
+    config = tmp_path / 'tiny_imagenet_r.py'
+    config.write_text(
+        f'_base_ = {cfg.filename!r}\n'
+        'test_dataloader = dict(batch_size=3, num_workers=0, dataset=dict(\n'
+        f"    _delete_=True, type='ImageNetR', data_root={str(root)!r},\n"
+        '    pipeline={{_base_.test_pipeline}}))\n'
+        "test_evaluator = dict(type='Accuracy', topk=(1, 5), mean_recall=True)\n")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, str(root / 'tools' / 'test.py'), str(config),
+                             str(tmp_path / 'tiny.pth'), '--work-dir', str(tmp_path / 'work')],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for key, value in (('top1', expected['acc1']), ('top5', expected['acc5']),
+                       ('mean_per_class_recall', expected['mean_per_class_recall'])):
+        match = re.search(rf'\| accuracy/{key}\s*\|\s*([\d.]+)\s*\|', output)
+        assert match and float(match.group(1)) == pytest.approx(100 * value, abs=0.005), key
+    assert 0 < expected['acc1'] < 1
