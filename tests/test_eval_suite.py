@@ -382,6 +382,7 @@ def test_tool_runs_every_shift_set_and_resumes(tool, classifier, shift_sets, tmp
         raise AssertionError('a finished dataset was evaluated again')
 
     monkeypatch.setattr(S, 'evaluate', must_not_run)
+    monkeypatch.setattr(mmclip, 'get_model', must_not_run)  # nor is the model loaded
     assert tool.main(_suite_argv(classifier, root, out)) == 0
     assert 'objectnet: already in' in capsys.readouterr().out
     assert _lines(out) == records

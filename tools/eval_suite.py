@@ -2,8 +2,8 @@
 
     python tools/eval_suite.py MODEL [CHECKPOINT]
         --suite imagenet-shifts|zeroshot|retrieval|NAME[,NAME...]
-        --data-root DIR [--root NAME=DIR ...] [--out results.jsonl] [--batch-size N]
-        [--num-workers N] [--device cpu|cuda] [--debug]
+        --data-root DIR [--root NAME=DIR ...] [--out results.jsonl] [--objectnet-border N]
+        [--batch-size N] [--num-workers N] [--device cpu|cuda] [--debug]
 
 MODEL is a model-zoo name or a config file; CHECKPOINT a local file or URL (default, after
 a zoo name: its published weights). Each dataset is read from ``DIR/<its folder>`` (the
@@ -11,8 +11,9 @@ name its archive extracts to; see docs/eval_suite.md) or from the folder given b
 ``--root NAME=DIR``. Every dataset's layout is checked before any is evaluated: a missing
 or mis-laid one is an ``ERROR:`` line saying the layout expected. Numbers are computed as
 clip_benchmark computes them and appended to ``--out`` as one JSON line per dataset
-(clip_benchmark's result format); datasets already there for the same model and weights
-are not evaluated again, so a killed run resumes. The run ends with a markdown table.
+(clip_benchmark's result format); datasets already there for the same model, weights and
+protocol options are not evaluated again, so a killed run resumes. The run ends with a
+markdown table. One process, one device.
 """
 import argparse
 import os
@@ -111,9 +112,11 @@ def run(args: argparse.Namespace) -> int:
                              cfg.test_dataloader.dataset.pipeline, args)
     if datasets is None:
         return 1
-    model = mmclip.get_model(args.model, pretrained=args.checkpoint or True, device=args.device)
     for skipped in (n for n in names if n not in todo):
         print(f'{skipped}: already in {args.out}, not evaluated again')
+    # Built only when there is something to evaluate (a zoo name may mean a download).
+    model = todo and mmclip.get_model(args.model, pretrained=args.checkpoint or True,
+                                      device=args.device)
     for i, name in enumerate(todo, 1):
         spec, dataset = S.SUITE_DATASETS[name], datasets[name]
         print(f'[{i}/{len(todo)}] {name}: {len(dataset)} images')
