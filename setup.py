@@ -79,8 +79,9 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'demo')),
     cmdclass={'build_py': BuildPyWithModelIndex},
-    # Class lists of the ImageNet shift sets (mmclip/datasets/meta/README.md).
-    package_data={'mmclip': ['datasets/meta/*']},
+    # Class lists of the ImageNet shift sets (mmclip/datasets/meta/README.md) and the
+    # published numbers the evaluation suite shows beside its own.
+    package_data={'mmclip': ['datasets/meta/*', 'evaluation/published_results.json']},
     install_requires=[
         # The scoped allow-list names its stand-ins (obj, 'module.name'): torch 2.6.
         'torch>=2.6',

@@ -543,3 +543,33 @@ def test_every_docs_block_runs_on_stand_ins(tool, classifier, tower, tmp_path, m
         exec(compile(block, str(DOC), 'exec'), {})
     printed = capsys.readouterr().out
     assert "((1,), (2,), (4,))" in printed and 'Alarm clock (409, 530)' in printed
+
+
+# ---- published numbers ------------------------------------------------------------------------
+def test_published_numbers_agree_with_the_metafile_and_the_docs():
+    from mmclip.apis import get_model_info
+    models = S.published_results()['models']
+    assert set(models) == set(mmclip.list_models('*zeroshot*'))
+    page = DOC.read_text()
+    for name, entry in models.items():
+        # ImageNet-1k: the same source as the model zoo's metafile, copied independently.
+        results = get_model_info(name).metadata['Results']
+        top1 = [r['Metrics']['Top 1 Accuracy'] for r in results if r['Dataset'] == 'ImageNet-1k']
+        assert top1 == [pytest.approx(100 * entry['acc1']['imagenet1k'], abs=1e-9)], name
+        assert set(entry['acc1']) == {'imagenet1k', 'imagenetv2', 'imagenet_sketch',
+                                      'imagenet-r', 'imagenet-a', 'objectnet'}
+        assert all(0 < v < 1 for v in entry['acc1'].values())
+        row = next(line for line in page.splitlines() if line.startswith(f'| `{name}` |'))
+        for dataset, value in entry['acc1'].items():
+            assert f' {100 * value:.2f} ' in row, (name, dataset)
+
+
+def test_table_shows_the_published_top1_beside_the_measured():
+    name = 'clip_vit-base-p16_openai_zeroshot-cls_in1k'
+    records = [dict(dataset='imagenet-r', model=name, num_images=30000,
+                    metrics=dict(acc1=0.7712, acc5=0.9, mean_per_class_recall=0.75)),
+               dict(dataset='imagenet-r', model='my_config.py', num_images=30000,
+                    metrics=dict(acc1=0.5, acc5=0.9, mean_per_class_recall=0.75))]
+    rows = S.markdown_table(records).splitlines()
+    assert rows[2] == '| imagenet-r | 30000 | 77.12 | 77.70 | 90.00 | 75.00 | - | - |'
+    assert rows[3].startswith('| imagenet-r | 30000 | 50.00 | - |')
