@@ -13,20 +13,32 @@ or mis-laid one is an ``ERROR:`` line saying the layout expected. Numbers are co
 clip_benchmark computes them and appended to ``--out`` as one JSON line per dataset
 (clip_benchmark's result format); datasets already there for the same model, weights and
 protocol options are not evaluated again, so a killed run resumes. The run ends with a
-markdown table. One process, one device.
+markdown table. ``tools/dist_launch.sh N eval_suite.py ...`` runs N processes (one per
+GPU, or CPU processes with gloo): each computes a share of every dataset, the numbers are
+those of one process, and rank 0 writes them.
 """
 import argparse
+import datetime
 import os
 import sys
 from typing import Dict, List, Optional
 
 import torch
+from mmengine.dist import all_gather_object, broadcast_object_list, init_dist, is_main_process
 
 import mmclip
 from mmclip.apis.model_zoo import is_zero_shot, resolve_config
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.imagenet_shifts import OBJECTNET_BORDER
-from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.engine.launch import (
+    DEFAULT_DIST_TIMEOUT_S,
+    LAUNCHERS,
+    HelpFormatter,
+    add_debug_option,
+    debug_requested,
+    exit_code_of,
+    exit_process,
+)
 from mmclip.evaluation import suite as S
 
 
@@ -55,6 +67,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                        help='set by tools/dist_launch.sh (pytorch) or a Slurm job: each '
+                        'process computes a share of every dataset, rank 0 writes')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
     add_debug_option(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.num_workers < 0 or args.objectnet_border < 0:
@@ -80,28 +98,51 @@ def dataset_options(args: argparse.Namespace, name: str) -> dict:
     return dict(border=args.objectnet_border) if name == 'objectnet' else {}
 
 
+def init_distributed(launcher: str) -> None:
+    """Join the job's process group: NCCL on GPUs, gloo on the CPU (torchrun only)."""
+    if launcher == 'none':
+        return
+    timeout = datetime.timedelta(seconds=DEFAULT_DIST_TIMEOUT_S)
+    if torch.cuda.is_available():
+        init_dist(launcher, backend='nccl', timeout=timeout)
+    elif launcher == 'pytorch':
+        torch.distributed.init_process_group(backend='gloo', timeout=timeout)
+    else:
+        raise ValueError(f'--launcher {launcher} needs CUDA; on the CPU use '
+                         'tools/dist_launch.sh (--launcher pytorch).')
+
+
 def check_layouts(names, roots: Dict[str, str], pipeline,
                   args: argparse.Namespace) -> Optional[Dict[str, object]]:
-    """Every dataset, built (a listing: no image is decoded); None after one ``ERROR:``
-    line per dataset that is missing or mis-laid."""
-    datasets = {}
+    """Every dataset, built by every process (a listing: no image is decoded); None, in
+    every process, after one ``ERROR:`` line per dataset missing or mis-laid anywhere."""
+    datasets, errors = {}, []
     for name in names:
         options = dataset_options(args, name)
         try:
             datasets[name] = S.build_dataset(S.SUITE_DATASETS[name], roots[name], pipeline,
                                              **options)
         except DatasetLayoutError as err:
-            print(f'ERROR: {name} (from {roots[name]}): {err}', file=sys.stderr)
-    return datasets if len(datasets) == len(names) else None
+            errors.append(f'ERROR: {name} (from {roots[name]}): {err}')
+    everywhere = [e for rank_errors in all_gather_object(errors) for e in rank_errors]
+    if is_main_process():
+        for line in dict.fromkeys(everywhere):  # once, however many processes saw it
+            print(line, file=sys.stderr)
+    return None if everywhere else datasets
 
 
 def run(args: argparse.Namespace) -> int:
     names = S.suite_names(args.suite)
+    init_distributed(args.launcher)
+    writer = is_main_process()
     pretrained = args.checkpoint or 'zoo'
     keys = {S.result_key(dict(dataset=n, model=args.model, pretrained=pretrained,
                               options=dataset_options(args, n))): n for n in names}
-    done = {S.result_key(r) for r in S.read_results(args.out)}
-    todo = [n for key, n in keys.items() if key not in done]
+    # Rank 0 owns --out (other nodes may not see it): it decides, the others follow.
+    done = {S.result_key(r) for r in S.read_results(args.out)} if writer else set()
+    todo = [[n for key, n in keys.items() if key not in done]]
+    broadcast_object_list(todo)
+    todo = todo[0]
     cfg, _ = resolve_config(args.model)
     needs_text = [n for n in todo if S.SUITE_DATASETS[n].needs_text]
     if needs_text and not is_zero_shot(args.model):
@@ -112,24 +153,27 @@ def run(args: argparse.Namespace) -> int:
                              cfg.test_dataloader.dataset.pipeline, args)
     if datasets is None:
         return 1
+    say = print if writer else (lambda *a, **k: None)
     for skipped in (n for n in names if n not in todo):
-        print(f'{skipped}: already in {args.out}, not evaluated again')
+        say(f'{skipped}: already in {args.out}, not evaluated again')
     # Built only when there is something to evaluate (a zoo name may mean a download).
     model = todo and mmclip.get_model(args.model, pretrained=args.checkpoint or True,
                                       device=args.device)
     for i, name in enumerate(todo, 1):
         spec, dataset = S.SUITE_DATASETS[name], datasets[name]
-        print(f'[{i}/{len(todo)}] {name}: {len(dataset)} images')
+        say(f'[{i}/{len(todo)}] {name}: {len(dataset)} images')
         if spec.num_images is not None and len(dataset) != spec.num_images:
-            print(f'WARNING: {name} has {len(dataset)} images; the published set has '
-                  f'{spec.num_images}, so its numbers will not compare with published ones.')
+            say(f'WARNING: {name} has {len(dataset)} images; the published set has '
+                f'{spec.num_images}, so its numbers will not compare with published ones.')
         metrics = S.evaluate(model, spec, dataset, args.batch_size, args.num_workers,
-                             S.Progress(name))
-        S.append_result(args.out, S.result_line(spec, args.model, pretrained, metrics,
-                                                len(dataset), dataset_options(args, name)))
-    records = [r for r in S.read_results(args.out) if S.result_key(r) in keys]
-    print(f'\n{args.model} ({pretrained}), results in {args.out}:\n')
-    print(S.markdown_table(sorted(records, key=lambda r: names.index(r['dataset']))))
+                             S.Progress(name, write=say))
+        if writer:
+            S.append_result(args.out, S.result_line(spec, args.model, pretrained, metrics,
+                                                    len(dataset), dataset_options(args, name)))
+    if writer:
+        records = [r for r in S.read_results(args.out) if S.result_key(r) in keys]
+        print(f'\n{args.model} ({pretrained}), results in {args.out}:\n')
+        print(S.markdown_table(sorted(records, key=lambda r: names.index(r['dataset']))))
     return 0
 
 
@@ -138,4 +182,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

@@ -20,8 +20,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dataset import pseudo_collate
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.registry import DefaultScope
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from mmclip.registry import DATASETS
 
@@ -139,11 +140,28 @@ def build_dataset(spec: SuiteDataset, root: str, pipeline: Sequence[dict], **opt
                                    serialize_data=False, **options))
 
 
+def _my_share(count: int) -> range:
+    """The indices this process computes: every world_size-th from its rank (all of them
+    in a single process), so that N processes together compute each item once."""
+    return range(get_rank(), count, get_world_size())
+
+
+def _in_order(share: range, rows: torch.Tensor) -> torch.Tensor:
+    """Every process's ``rows`` (one per index of its share), gathered and put back in
+    index order: the tensor a single process would have computed."""
+    if get_world_size() == 1:
+        return rows
+    parts = all_gather_object((list(share), rows))
+    index = torch.tensor([i for indices, _ in parts for i in indices])
+    return torch.cat([part for _, part in parts])[index.argsort()]
+
+
 def _batches(model, dataset, batch_size: int, num_workers: int,
              progress: Callable[[int, int], None]) -> Iterable[dict]:
-    """The dataset in order, batched and through the model's data preprocessor."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=pseudo_collate)
+    """This process's share of the dataset in order, batched, through the model's data
+    preprocessor."""
+    loader = DataLoader(Subset(dataset, _my_share(len(dataset))), batch_size=batch_size,
+                        shuffle=False, num_workers=num_workers, collate_fn=pseudo_collate)
     for i, batch in enumerate(loader):
         yield model.data_preprocessor(batch, False)
         progress(i + 1, len(loader))
@@ -153,31 +171,42 @@ def _batches(model, dataset, batch_size: int, num_workers: int,
 def classify(model, dataset, batch_size: int = 64, num_workers: int = 0,
              progress: Callable[[int, int], None] = lambda i, n: None) -> Dict[str, float]:
     """clip_benchmark's classification numbers of ``model`` on ``dataset``: the model's
-    logits, restricted to the dataset's classes by its ``class_map`` when it has one."""
+    logits, restricted to the dataset's classes by its ``class_map`` when it has one.
+    In a process group, each process computes its share and all get the numbers."""
     meta = dataset.metainfo
     logits, labels = [], []
     for data in _batches(model, dataset, batch_size, num_workers, progress):
         scores = model(data['inputs'], mode='tensor').float().cpu()
         logits.append(project_scores(scores, meta.get('class_map'), len(meta['classes'])))
         labels += [int(s.gt_label[0]) for s in data['data_samples']]
-    return classification_metrics(torch.cat(logits), torch.tensor(labels))
+    share = _my_share(len(dataset))
+    width = len(meta['classes'])
+    logits = torch.cat(logits) if logits else torch.zeros(0, width)
+    return classification_metrics(_in_order(share, logits),
+                                  _in_order(share, torch.tensor(labels, dtype=torch.long)))
 
 
 @torch.no_grad()
 def retrieve(model, dataset, batch_size: int = 64, num_workers: int = 0,
              progress: Callable[[int, int], None] = lambda i, n: None) -> Dict[str, float]:
     """clip_benchmark's retrieval numbers of a zero-shot ``model`` on a caption dataset:
-    recall@1/5/10 both ways from the L2-normalised image and text embeddings."""
-    images = torch.cat([model.encode_image(data['inputs']).float().cpu()
-                        for data in _batches(model, dataset, batch_size, num_workers, progress)])
+    recall@1/5/10 both ways from the L2-normalised image and text embeddings. In a
+    process group, each process embeds its share of the images and of the captions."""
+    images = [model.encode_image(data['inputs']).float().cpu()
+              for data in _batches(model, dataset, batch_size, num_workers, progress)]
     texts, owners = [], []
     for i in range(len(dataset)):
         captions = dataset.get_data_info(i)['captions']
         texts += captions
         owners += [i] * len(captions)
-    text_embeddings = torch.cat([model.encode_text(texts[s:s + batch_size]).float().cpu()
-                                 for s in range(0, len(texts), batch_size)])
-    return retrieval_metrics(images, text_embeddings, torch.tensor(owners))
+    mine = [texts[i] for i in _my_share(len(texts))]
+    embedded = [model.encode_text(mine[s:s + batch_size]).float().cpu()
+                for s in range(0, len(mine), batch_size)]
+    width = model.head.proj.shape[1]
+    images = torch.cat(images) if images else torch.zeros(0, width)
+    embedded = torch.cat(embedded) if embedded else torch.zeros(0, width)
+    return retrieval_metrics(_in_order(_my_share(len(dataset)), images),
+                             _in_order(_my_share(len(texts)), embedded), torch.tensor(owners))
 
 
 def evaluate(model, spec: SuiteDataset, dataset, batch_size: int = 64, num_workers: int = 0,
