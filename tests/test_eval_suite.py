@@ -8,6 +8,7 @@ equal, not close. The tool runs on synthetic folders in every dataset's real lay
 """
 import importlib.util
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -573,3 +574,29 @@ def test_table_shows_the_published_top1_beside_the_measured():
     rows = S.markdown_table(records).splitlines()
     assert rows[2] == '| imagenet-r | 30000 | 77.12 | 77.70 | 90.00 | 75.00 | - | - |'
     assert rows[3].startswith('| imagenet-r | 30000 | 50.00 | - |')
+
+
+# ---- several processes ------------------------------------------------------------------------
+def test_two_processes_give_the_single_process_results(tool, tower, tmp_path):
+    """tools/dist_launch.sh 2: gloo CPU processes, each computing half of every dataset."""
+    import socket
+    import subprocess
+    _, _, checkpoint, config, _ = tower
+    make_shift_sets(tmp_path / 'data')
+    make_retrieval_sets(tmp_path / 'data')
+    argv = [str(config), str(checkpoint), '--suite', 'imagenet-r,objectnet,flickr30k',
+            '--data-root', str(tmp_path / 'data'), '--num-workers', '0', '--batch-size', '2']
+    assert tool.main(argv + ['--out', str(tmp_path / 'one.jsonl')]) == 0
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PORT=str(port), OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT),
+               TORCH_HOME=str(tmp_path / 'torch_home'))
+    result = subprocess.run(['bash', str(ROOT / 'tools' / 'dist_launch.sh'), '2',
+                             'eval_suite.py', *argv, '--out', str(tmp_path / 'two.jsonl')],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = _lines(tmp_path / 'one.jsonl'), _lines(tmp_path / 'two.jsonl')
+    assert [r['metrics'] for r in two] == [r['metrics'] for r in one]
+    assert [r['num_images'] for r in two] == [3, 2, 3]
+    assert result.stdout.count('[1/3] imagenet-r') == 1  # rank 0 alone reports
