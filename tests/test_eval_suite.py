@@ -544,6 +544,7 @@ def test_every_docs_block_runs_on_stand_ins(tool, classifier, tower, tmp_path, m
         exec(compile(block, str(DOC), 'exec'), {})
     printed = capsys.readouterr().out
     assert "((1,), (2,), (4,))" in printed and 'Alarm clock (409, 530)' in printed
+    assert (tmp_path / 'shifts.png').is_file()
 
 
 # ---- published numbers ------------------------------------------------------------------------
@@ -563,6 +564,28 @@ def test_published_numbers_agree_with_the_metafile_and_the_docs():
         row = next(line for line in page.splitlines() if line.startswith(f'| `{name}` |'))
         for dataset, value in entry['acc1'].items():
             assert f' {100 * value:.2f} ' in row, (name, dataset)
+
+
+def test_chart_is_written_and_only_over_its_own(tool, classifier, shift_sets, tmp_path,
+                                                capsys):
+    from PIL import Image
+    root, _ = shift_sets
+    chart = tmp_path / 'chart.png'
+    argv = _suite_argv(classifier, root, tmp_path / 'r.jsonl')[:-4] + [
+        '--suite', 'imagenet-r,objectnet', '--chart', str(chart)]
+    assert tool.main(argv) == 0
+    with Image.open(chart) as img:
+        assert img.format == 'PNG' and img.info['Software'] == S.CHART_SOFTWARE
+        low, high = img.convert('L').getextrema()
+        assert img.size[0] >= 600 and high - low > 100  # drawn, not blank
+    assert tool.main(argv) == 0  # its own chart: replaced
+    photo = tmp_path / 'photo.png'
+    Image.new('RGB', (8, 8)).save(photo)
+    before = photo.read_bytes()
+    assert tool.main(argv[:-1] + [str(photo)]) == 1
+    assert "is not a chart written by eval_suite" in capsys.readouterr().err
+    assert photo.read_bytes() == before
+    assert tool.main(argv[:-1] + [str(tmp_path / 'chart.jpg')]) == 1
 
 
 def test_table_shows_the_published_top1_beside_the_measured():

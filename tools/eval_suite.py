@@ -2,7 +2,8 @@
 
     python tools/eval_suite.py MODEL [CHECKPOINT]
         --suite imagenet-shifts|zeroshot|retrieval|NAME[,NAME...]
-        --data-root DIR [--root NAME=DIR ...] [--out results.jsonl] [--objectnet-border N]
+        --data-root DIR [--root NAME=DIR ...] [--out results.jsonl] [--chart FILE.png]
+        [--objectnet-border N]
         [--batch-size N] [--num-workers N] [--device cpu|cuda] [--debug]
 
 MODEL is a model-zoo name or a config file; CHECKPOINT a local file or URL (default, after
@@ -60,6 +61,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', default='eval_suite_results.jsonl',
                         help='JSON-lines results file: appended to, and read to skip the '
                         'datasets already evaluated with this model and checkpoint')
+    parser.add_argument('--chart', metavar='FILE.png',
+                        help='also draw the results as bars, measured beside published '
+                        '(replaces only a chart this tool wrote)')
     parser.add_argument('--objectnet-border', type=int, default=OBJECTNET_BORDER,
                         help="pixels cropped from each side of ObjectNet's images (its red "
                         "frame; WiSE-FT crops 2, clip_benchmark 1.6.2 and so open_clip's "
@@ -133,6 +137,8 @@ def check_layouts(names, roots: Dict[str, str], pipeline,
 
 def run(args: argparse.Namespace) -> int:
     names = S.suite_names(args.suite)
+    if args.chart:
+        S.check_chart_file(args.chart)  # now, not after hours of evaluation
     init_distributed(args.launcher)
     writer = is_main_process()
     pretrained = args.checkpoint or 'zoo'
@@ -173,7 +179,11 @@ def run(args: argparse.Namespace) -> int:
     if writer:
         records = [r for r in S.read_results(args.out) if S.result_key(r) in keys]
         print(f'\n{args.model} ({pretrained}), results in {args.out}:\n')
-        print(S.markdown_table(sorted(records, key=lambda r: names.index(r['dataset']))))
+        records.sort(key=lambda r: names.index(r['dataset']))
+        print(S.markdown_table(records))
+        if args.chart:
+            S.write_chart(records, args.chart, f'{args.model} ({pretrained})')
+            print(f'Chart: {args.chart}')
     return 0
 
 

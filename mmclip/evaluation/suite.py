@@ -317,6 +317,61 @@ def markdown_table(records: Sequence[dict]) -> str:
     return '\n'.join(rows)
 
 
+CHART_SOFTWARE = 'mmclip tools/eval_suite.py'
+
+
+def check_chart_file(path: str) -> None:
+    """Raise unless ``path`` ends in .png and is free or a chart this suite wrote (its
+    PNG ``Software`` text says so): another file there is never overwritten."""
+    if not path.lower().endswith('.png'):
+        raise ValueError(f"--chart '{path}': the chart is a PNG file; name it *.png.")
+    if not os.path.exists(path):
+        return
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            ours = img.format == 'PNG' and img.info.get('Software') == CHART_SOFTWARE
+    except (OSError, UnidentifiedImageError):
+        ours = False
+    if not ours:
+        raise ValueError(f"--chart '{path}' exists and is not a chart written by "
+                         'eval_suite; it is not overwritten. Choose another name.')
+
+
+def _headline(record: dict) -> Tuple[str, Optional[float]]:
+    """The number a chart shows for a result line: top-1, or text-to-image recall@1."""
+    metrics = record['metrics']
+    if 'acc1' in metrics:
+        return 'top-1', metrics['acc1']
+    return 'image R@1', metrics.get('image_retrieval_recall@1')
+
+
+def write_chart(records: Sequence[dict], path: str, title: str) -> None:
+    """A bar per dataset, measured (top-1, or image R@1 for retrieval) beside the
+    published top-1 where mmclip ships one; written whole or not at all."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend is touched
+
+    from mmclip.utils.atomic_file import atomic_write
+    names = [r['dataset'] for r in records]
+    measured = [100 * (_headline(r)[1] or 0) for r in records]
+    published = [100 * (published_acc1(r['model'], r['dataset']) or 0) for r in records]
+    fig = Figure(figsize=(max(6.0, 0.9 * len(records) + 2), 4.5), dpi=100)
+    ax = fig.subplots()
+    x = list(range(len(records)))
+    ax.bar([i - 0.2 for i in x], measured, width=0.4, label='measured')
+    if any(published):
+        ax.bar([i + 0.2 for i in x], published, width=0.4, label='published top-1')
+    ax.set_xticks(x, [f'{n}\n({_headline(r)[0]})' for n, r in zip(names, records)],
+                  rotation=30, ha='right', fontsize=8)
+    ax.set_ylabel('%')
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format='png', metadata={'Software': CHART_SOFTWARE})
+
+
 class Progress:
     """Prints ``name: i/n batches, ETA`` about every ``interval`` seconds (and at the end)."""
 
