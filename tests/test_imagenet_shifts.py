@@ -379,3 +379,20 @@ def test_tools_test_scores_imagenet_r_from_a_config(tiny_timm, tmp_path):
         match = re.search(rf'\| accuracy/{key}\s*\|\s*([\d.]+)\s*\|', output)
         assert match and float(match.group(1)) == pytest.approx(100 * value, abs=0.005), key
     assert 0 < expected['acc1'] < 1
+
+
+def test_predictions_file_uses_the_dataset_classes(tmp_path):
+    import json
+
+    from mmclip.evaluation import DumpPredictions
+    scores = torch.tensor([[0.0, 9.0, 1.0, 2.0, 3.0], [0.0, 9.0, 4.0, 2.0, 3.0]]).softmax(1)
+    samples = [DataSample().set_gt_label(label).set_pred_score(s)
+               for label, s in zip((2, 0), scores)]
+    out = tmp_path / 'preds.json'
+    evaluator = Evaluator([DumpPredictions(out_file=str(out))])
+    evaluator.dataset_meta = dict(classes=('c', 'd', 'e'), class_map=((2, ), (3, ), (4, )))
+    evaluator.process(samples)
+    evaluator.evaluate(2)
+    records = json.loads(out.read_text())
+    assert [r['pred_label'] for r in records] == [2, 0]  # outputs 4 and 2: classes e, c
+    assert records[0]['pred_score'] == pytest.approx(float(scores[0, 4]))
