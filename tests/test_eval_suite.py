@@ -623,3 +623,14 @@ def test_two_processes_give_the_single_process_results(tool, tower, tmp_path):
     assert [r['metrics'] for r in two] == [r['metrics'] for r in one]
     assert [r['num_images'] for r in two] == [3, 2, 3]
     assert result.stdout.count('[1/3] imagenet-r') == 1  # rank 0 alone reports
+
+
+def test_a_head_for_other_classes_is_refused(tower, tmp_path):
+    """A tower with its 1000-class ImageNet head on a 2-class set, without the set's own
+    prompts, would score the wrong classes: refused in one line."""
+    make_zeroshot_sets(tmp_path)
+    model = _ours(tower)
+    dataset = S.build_dataset(S.SUITE_DATASETS['renderedsst2'], str(tmp_path / 'renderedsst2'),
+                              model.cfg.test_dataloader.dataset.pipeline)
+    with pytest.raises(ValueError, match='The model has 1000 outputs and the dataset 2 '):
+        S.classify(model, dataset)

@@ -3,12 +3,12 @@
 Each dataset of the suite is read from its own folder in the layout its authors ship
 (``SUITE_DATASETS``: the folder name under ``--data-root`` and the mmclip dataset that
 reads it; clip_benchmark's zero-shot datasets are read by clip_benchmark itself). A model
-is evaluated on one dataset at a time, in one process, with the test
-pipeline of its own config; the numbers are computed as clip_benchmark computes them
-(``metrics/benchmark.py``) and written as one JSON line per dataset in clip_benchmark's
-result format (``dataset``, ``model``, ``pretrained``, ``task``, ``metrics``,
-``language``), so that a run can resume: a dataset with a line for the same model and
-weights is not evaluated again.
+is evaluated on one dataset at a time (in a process group, each process computes a share
+of it) with the test pipeline of its own config; the numbers are computed as
+clip_benchmark computes them (``metrics/benchmark.py``) and written as one JSON line per
+dataset in clip_benchmark's result format (``dataset``, ``model``, ``pretrained``,
+``task``, ``metrics``, ``language``), so that a run can resume: a dataset with a line for
+the same model, weights and protocol options is not evaluated again.
 """
 import json
 import os
@@ -174,13 +174,17 @@ def classify(model, dataset, batch_size: int = 64, num_workers: int = 0,
     logits, restricted to the dataset's classes by its ``class_map`` when it has one.
     In a process group, each process computes its share and all get the numbers."""
     meta = dataset.metainfo
+    width = len(meta['classes'])
     logits, labels = [], []
     for data in _batches(model, dataset, batch_size, num_workers, progress):
         scores = model(data['inputs'], mode='tensor').float().cpu()
-        logits.append(project_scores(scores, meta.get('class_map'), len(meta['classes'])))
+        scores = project_scores(scores, meta.get('class_map'), width)
+        if scores.shape[1] != width:
+            raise ValueError(f'The model has {scores.shape[1]} outputs and the dataset '
+                             f'{width} classes (and no map between them).')
+        logits.append(scores)
         labels += [int(s.gt_label[0]) for s in data['data_samples']]
     share = _my_share(len(dataset))
-    width = len(meta['classes'])
     logits = torch.cat(logits) if logits else torch.zeros(0, width)
     return classification_metrics(_in_order(share, logits),
                                   _in_order(share, torch.tensor(labels, dtype=torch.long)))
