@@ -3,7 +3,8 @@
 ``pip install -e .`` brings everything needed to import and run; ``.[multimodal]`` adds
 open_clip_torch for the zero-shot models' text prompts (its BPE tokenizer); ``.[onnx]`` adds
 ONNX export and the ONNX Runtime backend; ``.[openvino]`` the OpenVINO backend (CPU) for an
-exported model; ``.[tests]`` adds pytest, timm (used only by tests and the checkpoint
+exported model; ``.[evaluation]`` adds clip_benchmark (the reference of the evaluation
+suite's numbers); ``.[tests]`` adds pytest, timm (used only by tests and the checkpoint
 converter's --verify), ruff and the other extras.
 """
 import os
@@ -71,6 +72,9 @@ ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.28', 'onnxscript>=0.3']
 # numpy 2; checked with tests/test_onnx.py under 2024.4.0, 2025.0.0 and 2026.4.1.
 OPENVINO_EXTRA = ['openvino>=2024.4', 'onnx>=1.16']
 MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
+# clip_benchmark, the reference the evaluation suite's numbers are tested against (it
+# pulls transformers, webdataset and pycocoevalcap; mmclip's own suite needs none of them).
+EVALUATION_EXTRA = ['clip-benchmark>=1.6.2', 'scikit-learn>=1.0']
 
 setup(
     name='mmclip',
@@ -82,6 +86,9 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'demo')),
     cmdclass={'build_py': BuildPyWithModelIndex},
+    # Class lists of the ImageNet shift sets (mmclip/datasets/meta/README.md) and the
+    # published numbers the evaluation suite shows beside its own.
+    package_data={'mmclip': ['datasets/meta/*', 'evaluation/published_results.json']},
     install_requires=[
         # The scoped allow-list names its stand-ins (obj, 'module.name'): torch 2.6.
         'torch>=2.6',
@@ -99,8 +106,9 @@ setup(
         'openvino': OPENVINO_EXTRA,
         # CLIP's BPE tokenizer (and its vocabulary) for zero-shot text prompts.
         'multimodal': MULTIMODAL_EXTRA,
+        'evaluation': EVALUATION_EXTRA,
         'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + OPENVINO_EXTRA +
-        MULTIMODAL_EXTRA,
+        MULTIMODAL_EXTRA + EVALUATION_EXTRA,
     },
     zip_safe=False,
 )

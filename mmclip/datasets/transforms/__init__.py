@@ -2,6 +2,7 @@ from .formatting import PackInputs
 from .loading import ImageReadError, LoadImageFromFile, pil_to_rgb, read_rgb
 from .processing import (
                          CenterCrop,
+                         CropBorder,
                          CropPctResize,
                          RandomFlip,
                          RandomResizedCrop,
@@ -11,5 +12,6 @@ from .processing import (
 
 __all__ = [
     'PackInputs', 'ImageReadError', 'LoadImageFromFile', 'pil_to_rgb', 'read_rgb', 'CenterCrop',
-    'CropPctResize', 'RandomFlip', 'RandomResizedCrop', 'ResizeEdge', 'edge_resize_shape'
+    'CropBorder', 'CropPctResize', 'RandomFlip', 'RandomResizedCrop', 'ResizeEdge',
+    'edge_resize_shape'
 ]

@@ -259,3 +259,33 @@ class RandomFlip(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(prob={self.prob}, direction={self.direction!r})'
+
+
+@TRANSFORMS.register_module()
+class CropBorder(BaseTransform):
+    """Cut ``pixels`` from each side of the image: PIL's ``img.crop((p, p, W - p,
+    H - p))``, which is what WiSE-FT's ObjectNet loader does before its transform.
+
+    Config keys:
+        pixels: how many pixels to drop on each of the four sides (> 0); an image not
+            larger than twice that is an error naming it.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        if not isinstance(pixels, int) or pixels <= 0:
+            raise ValueError(f'pixels must be a positive int; got {pixels!r}.')
+        self.pixels = pixels
+
+    def transform(self, results: dict) -> dict:
+        p = self.pixels
+        h, w = results['img'].shape[:2]
+        if h <= 2 * p or w <= 2 * p:
+            raise ValueError(f"Cannot crop a {p}-pixel border from the {w}x{h} image "
+                             f"'{results.get('img_path')}'.")
+        results = dict(results)
+        results['img'] = np.ascontiguousarray(results['img'][p:h - p, p:w - p])
+        results['img_shape'] = (h - 2 * p, w - 2 * p)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(pixels={self.pixels})'

@@ -8,6 +8,8 @@ from mmengine.logging import print_log
 
 from mmclip.registry import METRICS
 
+from .benchmark import mean_per_class_recall, project_scores
+
 # mmengine's 'gpu' collection is its all_gather_object path: results travel through the
 # process group (NCCL, or gloo on CPU), so nodes need no shared temp folder. It returns
 # them in dataset order and drops the samples DefaultSampler repeats to pad the last
@@ -29,10 +31,15 @@ class Accuracy(BaseMetric):
             percent (NaN for classes without images).
         confusion_matrix: also report ``confusion_matrix`` [K, K] counts, rows = ground
             truth, columns = top-1 prediction.
+        mean_recall: also report ``mean_per_class_recall``: the mean over the classes
+            with images of each one's top-1 accuracy (clip_benchmark's third number).
         collect_device / prefix: as mmengine's ``BaseMetric`` (results are gathered
             without a shared folder by default).
 
     Reads ``gt_label`` [1], ``pred_score`` [K] and ``load_error`` of each DataSample.
+    When the dataset's ``metainfo['class_map']`` maps its classes to model outputs
+    (ImageNet-R/-A, ObjectNet) and the model has other outputs than the dataset's
+    classes, the scores are restricted to those outputs first (see ``project_scores``).
     Results, prefixed ``accuracy/``: ``top1``, ``top5``, ..., ``num_images``,
     ``num_skipped`` and, when asked, ``per_class`` and ``confusion_matrix`` (tensors).
     """
@@ -43,6 +50,7 @@ class Accuracy(BaseMetric):
                  topk: Union[int, Sequence[int]] = (1, ),
                  per_class: bool = False,
                  confusion_matrix: bool = False,
+                 mean_recall: bool = False,
                  collect_device: str = GATHER_WITHOUT_SHARED_FS,
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -52,10 +60,14 @@ class Accuracy(BaseMetric):
         self.topk = topk
         self.per_class = per_class
         self.confusion_matrix = confusion_matrix
+        self.mean_recall = mean_recall
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        meta = self.dataset_meta or {}
+        classes = meta.get('classes')
         for sample in data_samples:
-            score = sample['pred_score']
+            score = project_scores(sample['pred_score'], meta.get('class_map'),
+                                   len(classes) if classes else None)
             k = min(max(self.topk), score.numel())
             self.results.append(dict(
                 gt_label=int(sample['gt_label'][0]),
@@ -78,6 +90,9 @@ class Accuracy(BaseMetric):
         for k in self.topk:
             hits = (ranked[:, :k] == gt[:, None]).any(dim=1)
             metrics[f'top{k}'] = 100.0 * hits.double().mean().item()
+        if self.mean_recall:
+            metrics['mean_per_class_recall'] = 100.0 * mean_per_class_recall(
+                gt.numpy(), ranked[:, 0].numpy())
         metrics['num_images'] = len(read)
         metrics['num_skipped'] = len(skipped)
         if self.per_class or self.confusion_matrix:

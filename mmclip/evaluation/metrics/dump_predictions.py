@@ -14,6 +14,7 @@ from mmclip.registry import METRICS
 from mmclip.utils.atomic_file import atomic_write
 
 from .accuracy import GATHER_WITHOUT_SHARED_FS
+from .benchmark import project_scores
 
 OUT_FORMATS = ('.json', '.pkl')
 
@@ -32,7 +33,9 @@ class DumpPredictions(BaseMetric):
     Each record: ``img_path``, ``gt_label`` (int or None), ``pred_label`` (int),
     ``pred_score`` (the softmax score of ``pred_label``; None if it is not finite, so the
     JSON stays valid) and ``load_error`` (None, or why a skipped image could not be read;
-    its prediction fields are then None). ``.json`` writes a list of objects, ``.pkl``
+    its prediction fields are then None). Labels are the dataset's: on a dataset with a
+    ``class_map`` (ImageNet-R/-A, ObjectNet) the scores are restricted to its classes
+    first, as ``Accuracy`` does. ``.json`` writes a list of objects, ``.pkl``
     pickles the same list. The file appears whole or not at all (written beside it, then
     renamed), so an interrupted run never leaves a truncated one.
 
@@ -50,9 +53,13 @@ class DumpPredictions(BaseMetric):
         self.out_file = out_file
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        meta = self.dataset_meta or {}
+        classes = meta.get('classes')
         for sample in data_samples:
             error = sample.get('load_error')
-            score, label = sample['pred_score'].max(dim=0)
+            scores = project_scores(sample['pred_score'], meta.get('class_map'),
+                                    len(classes) if classes else None)
+            score, label = scores.max(dim=0)
             gt = sample.get('gt_label')
             self.results.append(dict(
                 img_path=sample.get('img_path'),

@@ -16,7 +16,7 @@ from torch import nn
 from mmclip.registry import MODELS
 
 from ..utils.embed import PatchEmbed, resize_pos_embed
-from ..utils.transformer import TransformerEncoderLayer
+from ..utils.transformer import TransformerEncoderLayer, resolve_arch
 
 OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
 
@@ -138,17 +138,7 @@ class VisionTransformer(BaseModule):
 
     # ---- construction helpers -------------------------------------------------------
     def _resolve_arch(self, arch: Union[str, dict]) -> Dict[str, int]:
-        keys = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Unknown arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_zoo)} or pass a dict with keys '
-                                 f'{sorted(keys)}.')
-            return dict(self.arch_zoo[arch.lower()])
-        if not isinstance(arch, dict) or set(arch) != keys:
-            raise ValueError(f'A custom arch must be a dict with exactly the keys {sorted(keys)}; '
-                             f'got {arch!r}.')
-        return dict(arch)
+        return resolve_arch(arch, self.arch_zoo)
 
     def _resolve_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)

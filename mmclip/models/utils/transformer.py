@@ -4,10 +4,28 @@ One layer is ``x = x + attn(ln1(x)); x = x + ffn(ln2(x))`` (pre-norm, as in CLIP
 ``Block``). The submodule names (``ln1``, ``attn.qkv``, ``attn.proj``, ``ln2``,
 ``ffn.layers.0.0``, ``ffn.layers.1``) are those of the published ``.pth`` files.
 """
+from typing import Dict, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
+
+
+def resolve_arch(arch: Union[str, dict], arch_zoo: Dict[str, Dict[str, int]]) -> Dict[str, int]:
+    """A transformer's sizes: a preset name of ``arch_zoo`` (any case) or a dict with
+    exactly ``ARCH_KEYS`` (small towers for tests, architectures without a preset)."""
+    keys = set(ARCH_KEYS)
+    if isinstance(arch, str):
+        if arch.lower() not in arch_zoo:
+            raise ValueError(f'Unknown arch {arch!r}; choose one of {sorted(arch_zoo)} or pass '
+                             f'a dict with keys {sorted(keys)}.')
+        return dict(arch_zoo[arch.lower()])
+    if not isinstance(arch, dict) or set(arch) != keys:
+        raise ValueError(f'A custom arch must be a dict with exactly the keys {sorted(keys)}; '
+                         f'got {arch!r}.')
+    return dict(arch)
 
 
 class DropPath(nn.Module):
