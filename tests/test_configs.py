@@ -27,6 +27,7 @@ EVAL_CONFIGS = ZOO_CONFIGS + SEED_CONFIGS + ZERO_SHOT_CONFIGS
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 SEED_FACTS = ROOT / 'tests' / 'data' / 'reference' / 'model-zoo-facts.md'
+QUICK_GELU_ZERO_SHOT = r'_(openai|dfn2b|dfn5b|metaclip-fullcc)_zeroshot'
 
 
 def timm_tags() -> dict:
@@ -102,8 +103,9 @@ def test_every_config_builds_with_clip_facts(path):
     assert backbone.patch_embed.projection.bias is None, 'CLIP patch conv has no bias'
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(m.eps == 1e-5 for m in norms)
-    # OpenAI's original towers use QuickGELU; the fine-tunes and LAION's towers erf GELU.
-    act = QuickGELU if '_openai_zeroshot' in path.name else nn.GELU
+    # OpenAI's original towers use QuickGELU, and so do DFN's and MetaCLIP's (open_clip's
+    # pretrained configs set quick_gelu for them); the fine-tunes and LAION's towers erf GELU.
+    act = QuickGELU if re.search(QUICK_GELU_ZERO_SHOT, path.name) else nn.GELU
     towers = [backbone] + ([model.text_backbone] if hasattr(model, 'text_backbone') else [])
     acts = [layer.ffn.layers[0][1] for tower in towers for layer in tower.layers]
     assert all(type(a) is act and getattr(a, 'approximate', 'none') == 'none' for a in acts)

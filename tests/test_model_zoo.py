@@ -56,6 +56,11 @@ def test_seed_tables_parsed():
 
 ZERO_SHOT = [f'clip_vit-{arch}_{data}_zeroshot-cls_in1k'
              for arch in ('base-p32', 'base-p16', 'large-p14') for data in ('openai', 'laion2b')]
+ZERO_SHOT += [f'clip_vit-{arch}_dfn2b_zeroshot-cls_in1k' for arch in ('base-p16', 'large-p14')]
+ZERO_SHOT += ['clip_vit-huge-p14_dfn5b_zeroshot-cls_in1k',
+              'clip_vit-huge-p14_dfn5b_zeroshot-cls_in1k-378px']
+ZERO_SHOT += [f'clip_vit-{arch}_metaclip-fullcc_zeroshot-cls_in1k'
+              for arch in ('base-p32', 'base-p16', 'large-p14', 'huge-p14', 'bigg-p14')]
 
 
 def test_list_models_is_exactly_the_seed_large_and_zero_shot_names():

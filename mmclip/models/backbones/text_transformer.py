@@ -19,7 +19,7 @@ from torch import nn
 
 from mmclip.registry import MODELS
 
-from ..utils.transformer import TransformerEncoderLayer
+from ..utils.transformer import TransformerEncoderLayer, resolve_arch
 
 
 @MODELS.register_module()
@@ -29,8 +29,12 @@ class CLIPTextTransformer(BaseModule):
     Config keys:
         arch: a preset from ``arch_zoo`` ('b' / 'base': width 512, 12 layers, 8 heads,
             MLP 2048, the text tower of ViT-B/16 and B/32; 'l' / 'large': 768, 12 layers,
-            12 heads, MLP 3072, that of ViT-L/14).
-        out_channels: D, the joint image-text embedding size (B: 512, L: 768).
+            12 heads, MLP 3072, that of ViT-L/14; 'h' / 'huge': 1024, 24 layers, 16 heads,
+            MLP 4096, that of ViT-H/14; 'bigg': 1280, 32 layers, 20 heads, MLP 5120, that
+            of ViT-bigG/14), or a dict with ``embed_dims``, ``num_layers``, ``num_heads``
+            and ``feedforward_channels``.
+        out_channels: D, the joint image-text embedding size (B: 512, L: 768, H: 1024,
+            bigG: 1280).
         context_length: token positions (77).
         vocab_size: BPE vocabulary size (49408).
         act_cfg: ``dict(type='GELU')`` or ``dict(type='QuickGELU')`` (OpenAI's towers).
@@ -44,19 +48,21 @@ class CLIPTextTransformer(BaseModule):
             embed_dims=512, num_layers=12, num_heads=8, feedforward_channels=2048)),
         **dict.fromkeys(['l', 'large'], dict(
             embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072)),
+        **dict.fromkeys(['h', 'huge'], dict(
+            embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)),
+        **dict.fromkeys(['bigg'], dict(
+            embed_dims=1280, num_layers=32, num_heads=20, feedforward_channels=5120)),
     }
 
     def __init__(self,
-                 arch: str = 'base',
+                 arch: Union[str, dict] = 'base',
                  out_channels: int = 512,
                  context_length: int = 77,
                  vocab_size: int = 49408,
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if arch not in self.arch_zoo:
-            raise ValueError(f'Unknown text arch {arch!r}; choose one of {sorted(self.arch_zoo)}.')
-        settings = self.arch_zoo[arch]
+        settings = resolve_arch(arch, self.arch_zoo, 'text arch')
         C = settings['embed_dims']
         self.embed_dims, self.context_length = C, context_length
         # open_clip's initialisation (random towers; real ones are loaded).

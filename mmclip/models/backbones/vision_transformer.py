@@ -16,7 +16,7 @@ from torch import nn
 from mmclip.registry import MODELS
 
 from ..utils.embed import PatchEmbed, resize_pos_embed
-from ..utils.transformer import TransformerEncoderLayer
+from ..utils.transformer import TransformerEncoderLayer, resolve_arch
 
 OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
 
@@ -28,7 +28,8 @@ class VisionTransformer(BaseModule):
     Config keys:
         arch: a preset name from ``arch_zoo`` ('b' / 'base': width 768, 12 layers,
             12 heads, MLP 3072; 'l' / 'large': 1024, 24 layers, 16 heads, MLP 4096;
-            'h' / 'huge': 1280, 32 layers, 16 heads, MLP 5120), or
+            'h' / 'huge': 1280, 32 layers, 16 heads, MLP 5120; 'bigg': 1664, 48 layers,
+            16 heads, MLP 8192, open_clip's ViT-bigG-14), or
             a dict with ``embed_dims``, ``num_layers``, ``num_heads`` and
             ``feedforward_channels``.
         img_size: the square input size the position embedding is laid out for (224, 384,
@@ -69,6 +70,9 @@ class VisionTransformer(BaseModule):
             embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)),
         **dict.fromkeys(['h', 'huge'], dict(
             embed_dims=1280, num_layers=32, num_heads=16, feedforward_channels=5120)),
+        # open_clip's ViT-bigG-14: head width 104, MLP int(1664 * 4.9231) = 8192.
+        **dict.fromkeys(['bigg'], dict(
+            embed_dims=1664, num_layers=48, num_heads=16, feedforward_channels=8192)),
     }
     num_extra_tokens = 1  # the class token
     cls_token_pooling = True
@@ -91,7 +95,7 @@ class VisionTransformer(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._resolve_arch(arch)
+        self.arch_settings = resolve_arch(arch, self.arch_zoo)
         C = self.arch_settings['embed_dims']
         self.embed_dims = C
         self.num_layers = self.arch_settings['num_layers']
@@ -137,19 +141,6 @@ class VisionTransformer(BaseModule):
             self._freeze_stages()
 
     # ---- construction helpers -------------------------------------------------------
-    def _resolve_arch(self, arch: Union[str, dict]) -> Dict[str, int]:
-        keys = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Unknown arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_zoo)} or pass a dict with keys '
-                                 f'{sorted(keys)}.')
-            return dict(self.arch_zoo[arch.lower()])
-        if not isinstance(arch, dict) or set(arch) != keys:
-            raise ValueError(f'A custom arch must be a dict with exactly the keys {sorted(keys)}; '
-                             f'got {arch!r}.')
-        return dict(arch)
-
     def _resolve_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
         resolved = []

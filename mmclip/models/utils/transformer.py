@@ -5,9 +5,29 @@ One layer is ``x = x + attn(ln1(x)); x = x + ffn(ln2(x))`` (pre-norm, as in CLIP
 ``ffn.layers.0.0``, ``ffn.layers.1``) are those of the published ``.pth`` files.
 """
 
+from typing import Dict, Mapping, Union
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+ARCH_KEYS = frozenset({'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'})
+
+
+def resolve_arch(arch: Union[str, dict], arch_zoo: Mapping[str, Dict[str, int]],
+                 what: str = 'arch') -> Dict[str, int]:
+    """A preset name of ``arch_zoo`` (any case) or a dict with exactly ``ARCH_KEYS`` -> the
+    sizes. The dict form builds towers of published shapes at other sizes (reduced-size
+    parity tests, custom towers)."""
+    if isinstance(arch, str):
+        if arch.lower() not in arch_zoo:
+            raise ValueError(f'Unknown {what} {arch!r}; choose one of {sorted(arch_zoo)} or pass '
+                             f'a dict with keys {sorted(ARCH_KEYS)}.')
+        return dict(arch_zoo[arch.lower()])
+    if not isinstance(arch, Mapping) or set(arch) != ARCH_KEYS:
+        raise ValueError(f'A custom {what} must be a dict with exactly the keys '
+                         f'{sorted(ARCH_KEYS)}; got {arch!r}.')
+    return dict(arch)
 
 
 class DropPath(nn.Module):
