@@ -64,6 +64,9 @@ class BuildPyWithModelIndex(build_py):
 # torch.onnx.export(dynamo=True) translates through onnxscript.
 ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
 MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
+# SigLIP's tokenizers are Hugging Face tokenizers (sentencepiece vocabularies), which
+# open_clip runs through transformers.
+SIGLIP_EXTRA = MULTIMODAL_EXTRA + ['transformers>=4.40', 'sentencepiece>=0.2']
 
 setup(
     name='mmclip',
@@ -91,7 +94,9 @@ setup(
         'onnx': ONNX_EXTRA,
         # CLIP's BPE tokenizer (and its vocabulary) for zero-shot text prompts.
         'multimodal': MULTIMODAL_EXTRA,
-        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + MULTIMODAL_EXTRA,
+        # The SigLIP / SigLIP 2 zero-shot towers' tokenizers.
+        'siglip': SIGLIP_EXTRA,
+        'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + SIGLIP_EXTRA,
     },
     zip_safe=False,
 )

@@ -5,6 +5,7 @@ One layer is ``x = x + attn(ln1(x)); x = x + ffn(ln2(x))`` (pre-norm, as in CLIP
 ``ffn.layers.0.0``, ``ffn.layers.1``) are those of the published ``.pth`` files.
 """
 
+from functools import partial
 from typing import Dict, Mapping, Union
 
 import torch
@@ -56,11 +57,15 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-ACTIVATIONS = {'GELU': nn.GELU, 'QuickGELU': QuickGELU}
+# 'GELUTanh': the tanh approximation of GELU, which SigLIP 2's text towers use (open_clip's
+# act_kwargs approximate='tanh'); the erf and tanh forms differ by up to ~1e-3.
+ACTIVATIONS = {'GELU': nn.GELU, 'QuickGELU': QuickGELU,
+               'GELUTanh': partial(nn.GELU, approximate='tanh')}
 
 
 def build_activation(act_cfg: dict) -> nn.Module:
-    """``dict(type='GELU')`` or ``dict(type='QuickGELU')`` -> the module."""
+    """``dict(type='GELU')``, ``dict(type='QuickGELU')`` or ``dict(type='GELUTanh')`` -> the
+    module."""
     act_type = dict(act_cfg).get('type')
     if act_type not in ACTIVATIONS or len(act_cfg) != 1:
         raise ValueError(f'act_cfg must be dict(type=<one of {sorted(ACTIVATIONS)}>); '
@@ -198,3 +203,47 @@ class TransformerEncoderLayer(nn.Module):
         projection and FFN are computed."""
         x = x[:, :1] + self.drop_path(self.attn.forward_first_query(self.ln1(x)))
         return x + self.drop_path(self.ffn(self.ln2(x)))
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling (MAP): tokens [B, N, C] -> one embedding [B, C].
+
+    SigLIP's image towers have no class token; a learned query (``latent``) attends to every
+    token, then a pre-LN MLP adds its residual: ``y = proj(attn(q(latent), kv(x)));
+    y = y + ffn(norm(y))``. This is big_vision's ``MAPHead`` as timm's ``AttentionPoolLatent``
+    computes it (one latent, no q/k norm), which open_clip's SigLIP towers run.
+
+    Args:
+        embed_dims: C.
+        num_heads: attention heads (the tower's).
+        feedforward_channels: hidden width of the MLP (the tower's).
+        layer_norm_eps: eps of ``norm``.
+        act_cfg: the MLP activation.
+
+    Keys: ``latent`` [1, 1, C], ``q``, ``kv`` (keys and values fused, [2C, C]), ``proj``,
+    ``norm``, ``ffn.layers.0.0`` / ``ffn.layers.1``.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
+                 layer_norm_eps: float = 1e-6, act_cfg: dict = dict(type='GELU')) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
+                             f'num_heads ({num_heads}).')
+        self.num_heads = num_heads
+        self.latent = nn.Parameter(torch.zeros(1, 1, embed_dims))
+        self.q = nn.Linear(embed_dims, embed_dims)
+        self.kv = nn.Linear(embed_dims, 2 * embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.norm = nn.LayerNorm(embed_dims, eps=layer_norm_eps)
+        self.ffn = FFN(embed_dims, feedforward_channels, act_cfg=act_cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        heads = self.num_heads
+        q = self.q(self.latent).reshape(1, 1, heads, C // heads).transpose(1, 2)
+        k, v = self.kv(x).reshape(B, N, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q.expand(B, -1, -1, -1), k, v)
+        y = self.proj(y.transpose(1, 2).reshape(B, 1, C))
+        y = y + self.ffn(self.norm(y))
+        return y[:, 0]
