@@ -30,7 +30,7 @@ EVAL_CONFIGS = ZOO_CONFIGS + SEED_CONFIGS + ZERO_SHOT_CONFIGS
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 SEED_FACTS = ROOT / 'tests' / 'data' / 'reference' / 'model-zoo-facts.md'
-QUICK_GELU_ZERO_SHOT = r'_(openai|dfn2b|dfn5b|metaclip-fullcc)_zeroshot'
+QUICK_GELU_ZERO_SHOT = r'_(openai|dfn2b|dfn5b|metaclip-fullcc|metaclip2-worldwide)_zeroshot'
 
 
 def timm_tags() -> dict:

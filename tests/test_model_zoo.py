@@ -61,6 +61,7 @@ ZERO_SHOT += ['clip_vit-huge-p14_dfn5b_zeroshot-cls_in1k',
               'clip_vit-huge-p14_dfn5b_zeroshot-cls_in1k-378px']
 ZERO_SHOT += [f'clip_vit-{arch}_metaclip-fullcc_zeroshot-cls_in1k'
               for arch in ('base-p32', 'base-p16', 'large-p14', 'huge-p14', 'bigg-p14')]
+ZERO_SHOT += ['clip_vit-huge-p14_metaclip2-worldwide_zeroshot-cls_in1k']
 SIGLIP = ([f'siglip_vit-base-p16_webli_zeroshot-cls_in1k{s}'
            for s in ('', '-256px', '-384px', '-512px')]
           + [f'siglip_vit-large-p16_webli_zeroshot-cls_in1k-{s}px' for s in (256, 384)]

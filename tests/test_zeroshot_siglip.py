@@ -32,6 +32,7 @@ from test_zeroshot import (
     photos,
     save_state_dict,
 )
+from test_zeroshot_towers import ImageEmbedding, image_flops
 
 import mmclip
 from mmclip.apis import get_model_info, inference_model
@@ -218,3 +219,20 @@ def test_siglip_text_tower_reads_every_position(reduced_timm):
     noisy[0, 10:20] = 7
     with torch.no_grad():
         assert (model.text_backbone(tokens) - model.text_backbone(noisy)).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize('name', PARITY)
+def test_reduced_siglip_flops_equal_open_clips(name, reduced_timm):
+    sizes = reduced(name)
+    reduced_timm.update(width=sizes['width'], depth=sizes['depth'])
+    oc_name, _ = open_clip_source(name)
+    oc = open_clip.create_model(oc_name, embed_dim=sizes['width'],
+                                text_cfg=sizes['text_cfg']).eval()
+    model = mmclip.get_model(
+        name, backbone=dict(arch=arch(sizes['width'], sizes['vision_mlp'])),
+        text_backbone=dict(arch=arch(sizes['width'], sizes['text_cfg'].get('mlp_ratio', 4.0)),
+                           out_channels=sizes['width'], vocab_size=VOCAB),
+        head=dict(in_channels=sizes['width'], out_channels=sizes['width']))
+    size = model.backbone.img_size
+    flops = image_flops(ImageEmbedding(model), size)
+    assert flops > 0 and flops == image_flops(oc.visual, size)

@@ -16,6 +16,7 @@ Two kinds of checks:
   the zoo config's.
 """
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from test_zeroshot import (
 
 import mmclip
 from mmclip.apis import get_model_info, inference_model
+from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert_open_clip import convert_open_clip_state_dict
 from mmclip.models.utils.transformer import QuickGELU
 from mmclip.registry import MODELS
@@ -102,6 +104,22 @@ def test_zoo_entry_has_open_clips_architecture_and_weights(name):
     acts = [layer.ffn.layers[0][1] for tower in (backbone, model.text_backbone)
             for layer in tower.layers]
     assert all(isinstance(a, QuickGELU) == quick_gelu for a in acts)
+    # The text tower's vocabulary, pooling and tokenizer are those of open_clip's config.
+    text_cfg = open_clip.get_model_config(oc_name)['text_cfg']
+    text = model.text_backbone
+    assert text.token_embedding.num_embeddings == text_cfg['vocab_size']
+    pool = {'argmax': 'eot', 'eos': 'eos'}[text_cfg.get('pool_type', 'argmax')]
+    assert (text.pool_type, text.causal) == (pool, True)
+    if pool == 'eos':
+        assert text.eos_id == text_cfg['eos_id']
+    tokenizer = Config.fromfile(info.config).model.get('tokenizer')
+    if 'hf_tokenizer_name' in text_cfg:
+        assert tokenizer == dict(type='HFTokenizer', name=text_cfg['hf_tokenizer_name'],
+                                 context_length=text_cfg['context_length'],
+                                 clean=text_cfg.get('tokenizer_kwargs', {}).get(
+                                     'clean', 'whitespace'))
+    else:
+        assert tokenizer is None  # CLIP's BPE
 
 
 def test_zoo_holds_dfn_378_as_its_best_published_tower():
@@ -174,3 +192,87 @@ def test_dfn_huge_configs_squash_as_open_clip_does():
         modes = [t.get('crop_mode') for t in pipeline if t['type'] == 'CropPctResize']
         assert (modes == ['squash']) == squash, name
     assert Path(get_model_info(DFN_378).config).stem == DFN_378
+
+
+class XLMStyleTokenizer:
+    """MetaCLIP 2's id layout (XLM-V: start 0, end-of-text 2, padding 1), words hashed
+    into [3, 1000): the same ids for open_clip and mmclip."""
+
+    def __call__(self, texts) -> torch.Tensor:
+        out = torch.ones(len(texts), 77, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [0] + [3 + zlib.crc32(w.encode()) % 997 for w in text.split()][:75] + [2]
+            out[row, :len(ids)] = torch.tensor(ids)
+        return out
+
+
+def test_reduced_metaclip2_worldwide_equals_open_clip(images_dir, tmp_path, torch_home):
+    """MetaCLIP 2's text tower pools at the first end-of-text id (2), not at the largest id;
+    reduced as above, with a 1000-token vocabulary instead of XLM-V's 901,629."""
+    name = 'clip_vit-huge-p14_metaclip2-worldwide_zeroshot-cls_in1k'
+    oc_name, _ = open_clip_source(name)
+    full = open_clip.get_model_config(oc_name)
+    sizes = dict(embed_dim=64, text_cfg=dict(full['text_cfg'], **dict(TEXT, vocab_size=1000)),
+                 vision_cfg=dict(full['vision_cfg'], layers=2, width=2 * 80))
+    torch.manual_seed(0)
+    oc = open_clip.create_model(oc_name, **sizes).eval()
+    assert oc.text_pool_type == 'eos'
+    path = save_state_dict(oc, tmp_path / 'open_clip_model.safetensors')
+    overrides = mmclip_overrides(full | sizes)
+    overrides['text_backbone']['vocab_size'] = 1000
+    model = mmclip.get_model(name, classes=CLASSES, templates=TEMPLATES, **overrides)
+    model.tokenizer = tokenizer = XLMStyleTokenizer()
+    load_checkpoint(model, str(path))  # strict
+    files = [f for f in photos(images_dir) if f.stem in PARITY_PHOTOS]
+    preprocess = open_clip_preprocess(name)
+    batch = torch.stack([preprocess(open_image(f)) for f in files])
+    texts = [t.format(c) for c in CLASSES for t in TEMPLATES]
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(batch),
+                                   oc.encode_image(batch, normalize=True), atol=1e-4, rtol=0)
+        torch.testing.assert_close(model.encode_text(texts),
+                                   oc.encode_text(tokenizer(texts), normalize=True),
+                                   atol=1e-4, rtol=0)
+        weights = open_clip.build_zero_shot_classifier(
+            oc, tokenizer=tokenizer, classnames=CLASSES, templates=TEMPLATES, device='cpu')
+        expected = (oc.logit_scale.exp() * oc.encode_image(batch, normalize=True)
+                    @ weights).softmax(dim=-1)
+        torch.testing.assert_close(model(batch).softmax(dim=-1), expected, atol=1e-5, rtol=0)
+    results = inference_model(model, [str(f) for f in files])
+    scores = torch.from_numpy(np.stack([r['pred_scores'] for r in results]))
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+
+
+class ImageEmbedding(torch.nn.Module):
+    """mmclip's ``encode_image`` as a module, for mmengine's FLOP counter."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(x)
+
+
+def image_flops(module: torch.nn.Module, size: int) -> int:
+    """mmengine's FLOP count (one multiply-add = one FLOP) for one image. Counted with grad
+    enabled: under no_grad, torch's nn.MultiheadAttention (open_clip's CLIP towers) takes a
+    fused path whose projections mmengine cannot see. Attention's own matmuls
+    (scaled_dot_product_attention) are uncounted on both sides alike."""
+    from mmengine.analysis import FlopAnalyzer
+    analyzer = FlopAnalyzer(module, (torch.randn(1, 3, size, size), ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer.total()
+
+
+@pytest.mark.parametrize('name', [DFN_378, BIGG])
+def test_reduced_tower_flops_equal_open_clips(name):
+    oc_name, _ = open_clip_source(name)
+    oc = open_clip.create_model(oc_name, **REDUCED[name]).eval()
+    model = mmclip.get_model(name, **mmclip_overrides(
+        open_clip.get_model_config(oc_name) | REDUCED[name]))
+    model.backbone.cls_token_pooling = False  # count the published architecture
+    size = REDUCED[name]['vision_cfg']['image_size']
+    flops = image_flops(ImageEmbedding(model), size)
+    assert flops > 0 and flops == image_flops(oc.visual, size)

@@ -27,7 +27,7 @@ from mmclip.registry import MODELS
 
 from ..utils.transformer import TransformerEncoderLayer, resolve_arch
 
-POOL_TYPES = ('eot', 'last')
+POOL_TYPES = ('eot', 'eos', 'last')
 
 
 @MODELS.register_module()
@@ -49,8 +49,10 @@ class CLIPTextTransformer(BaseModule):
         act_cfg: ``dict(type='GELU')``, ``dict(type='QuickGELU')`` (OpenAI's towers) or
             ``dict(type='GELUTanh')`` (SigLIP 2's).
         causal: causal self-attention (CLIP) or bidirectional (SigLIP).
-        pool_type: 'eot' (the end-of-text token, the largest id: CLIP) or 'last' (the last
-            of the ``context_length`` positions: SigLIP).
+        pool_type: 'eot' (the end-of-text token, the largest id: CLIP), 'eos' (the first
+            ``eos_id`` token: MetaCLIP 2, whose XLM-V vocabulary puts end-of-text at id 2)
+            or 'last' (the last of the ``context_length`` positions: SigLIP).
+        eos_id: the end-of-text id of ``pool_type='eos'``.
         proj_bias: the projection has a bias ``projection_bias`` [D] (SigLIP).
         norm_eps: LayerNorm eps (CLIP 1e-5, SigLIP 1e-6).
         init_cfg: mmengine init config.
@@ -79,16 +81,17 @@ class CLIPTextTransformer(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  causal: bool = True,
                  pool_type: str = 'eot',
+                 eos_id: int = 2,
                  proj_bias: bool = False,
                  norm_eps: float = 1e-5,
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if pool_type not in POOL_TYPES:
             raise ValueError(f'pool_type must be one of {POOL_TYPES}; got {pool_type!r}.')
-        if pool_type == 'eot' and not causal:
-            raise ValueError("pool_type='eot' needs causal=True: padding is cut at the "
-                             "end-of-text token, which only a causal tower allows.")
-        self.causal, self.pool_type = causal, pool_type
+        if pool_type != 'last' and not causal:
+            raise ValueError(f"pool_type={pool_type!r} needs causal=True: padding is cut at "
+                             f"the end-of-text token, which only a causal tower allows.")
+        self.causal, self.pool_type, self.eos_id = causal, pool_type, eos_id
         settings = resolve_arch(arch, self.arch_zoo, 'text arch')
         C = settings['embed_dims']
         self.embed_dims, self.context_length = C, context_length
@@ -114,11 +117,14 @@ class CLIPTextTransformer(BaseModule):
         if text.ndim != 2 or text.shape[1] > self.context_length:
             raise ValueError(f'text must be token ids [B, L] with L <= {self.context_length}; '
                              f'got shape {tuple(text.shape)}.')
-        if self.pool_type == 'eot':
-            pooled = text.argmax(dim=-1)
-            text = text[:, :int(pooled.max()) + 1]
-        else:
+        if self.pool_type == 'last':
             pooled = torch.full_like(text[:, 0], text.shape[1] - 1)
+        else:
+            # open_clip's text_global_pool: the largest id, or the first eos_id (argmax of
+            # the boolean row picks the first True).
+            pooled = (text.argmax(dim=-1) if self.pool_type == 'eot' else
+                      (text == self.eos_id).int().argmax(dim=-1))
+            text = text[:, :int(pooled.max()) + 1]
         x = self.token_embedding(text) + self.pos_embed[:text.shape[1]]
         for layer in self.layers:
             x = layer(x)
