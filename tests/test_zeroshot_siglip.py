@@ -236,3 +236,25 @@ def test_reduced_siglip_flops_equal_open_clips(name, reduced_timm):
     size = model.backbone.img_size
     flops = image_flops(ImageEmbedding(model), size)
     assert flops > 0 and flops == image_flops(oc.visual, size)
+
+
+def test_reduced_siglip_image_tower_exports_to_onnx(reduced_timm, images_dir, tmp_path,
+                                                    torch_home):
+    """The exported graph (attention pool included) gives the model's logits (1e-4)."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    from mmclip.deployment import export_onnx
+    from mmclip.deployment.onnx_export import verify_onnx
+    name = PARITY[0]
+    sizes = reduced(name)
+    model = mmclip.get_model(
+        name, classes=CLASSES, templates=TEMPLATES,
+        backbone=dict(arch=arch(sizes['width'], sizes['vision_mlp'])),
+        text_backbone=dict(arch=arch(sizes['width'], 4.0), out_channels=sizes['width'],
+                           vocab_size=VOCAB),
+        head=dict(in_channels=sizes['width'], out_channels=sizes['width']))
+    model.tokenizer = WordHashTokenizer(64)
+    model.build_head()
+    onnx_file = export_onnx(model, tmp_path / 'siglip.onnx')
+    files = [f for f in photos(images_dir) if f.stem in PARITY_PHOTOS][:3]
+    assert verify_onnx(model, onnx_file, files, threads=1) <= 1e-4

@@ -135,3 +135,66 @@ def test_models_build_without_reading_tokenizer_files(torch_home):
                             backbone=dict(arch=small), text_backbone=dict(arch=small),
                             head=dict(in_channels=64))
     assert isinstance(clip.tokenizer, tokenizer_module.CLIPTokenizer)
+
+
+def test_tools_test_runs_a_siglip_tower_with_its_hf_tokenizer(tiny_dir, images_dir, tmp_path):
+    """tools/test.py on a (small, random) SigLIP config whose checkpoint has no head: the
+    head is built through the Hugging Face tokenizer, and top-1 / top-5 are those of the
+    model's own sigmoid scores in this process."""
+    import os
+    import subprocess
+
+    import numpy as np
+
+    from mmclip import inference_model
+    root = Path(__file__).resolve().parents[1]
+    classes, templates = ['cat', 'dog', 'the photo', 'a cafe', 'tree'], ['a photo of the {}.']
+    small = dict(_delete_=True, embed_dims=64, num_layers=1, num_heads=1,
+                 feedforward_channels=128)
+    config = tmp_path / 'siglip_small.py'
+    base = get_model_info('siglip_vit-base-p16_webli_zeroshot-cls_in1k').config
+    config.write_text(
+        f'_base_ = {base!r}\n'
+        f'model = dict(backbone=dict(arch={small!r}),\n'
+        f'             text_backbone=dict(arch={small!r}, out_channels=64, vocab_size=64),\n'
+        f'             head=dict(in_channels=64, out_channels=64, classes={classes!r},\n'
+        f'                       templates={templates!r}),\n'
+        f'             tokenizer=dict(path={str(tiny_dir)!r}))\n')
+    torch.manual_seed(0)
+    model = mmclip.get_model(str(config))
+    with torch.no_grad():
+        model.head.logit_scale.fill_(4.0)
+    state = {k: v for k, v in model.state_dict().items()
+             if k not in model.optional_state_keys}
+    checkpoint = tmp_path / 'siglip_small.pth'
+    torch.save(state, checkpoint)
+
+    photos = sorted(p for p in images_dir.iterdir() if p.suffix in ('.png', '.jpg'))
+    results = inference_model(model, [str(p) for p in photos])
+    scores = np.stack([r['pred_scores'] for r in results])
+    assert ((scores > 0) & (scores < 1)).all()  # sigmoid scores, not a softmax
+    order = np.argsort(-scores, axis=1)
+    labels = [int(order[i, [0, 1, -1][i % 3]]) for i in range(len(photos))]
+    top1 = np.mean([order[i, 0] == label for i, label in enumerate(labels)]) * 100
+    data = tmp_path / 'imagenet'
+    (data / 'val').mkdir(parents=True)
+    (data / 'meta').mkdir()
+    lines = []
+    for i, (src, label) in enumerate(zip(photos, labels)):
+        dst = data / 'val' / f'ILSVRC2012_val_{i + 1:08d}.JPEG'
+        dst.write_bytes(src.read_bytes())
+        lines.append(f'{dst.name} {label}\n')
+    (data / 'meta' / 'val.txt').write_text(''.join(lines))
+    env = dict(os.environ, OMP_NUM_THREADS='1', TORCH_HOME=str(tmp_path / 'torch_home'))
+    env['PYTHONPATH'] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    cmd = [sys.executable, str(root / 'tools' / 'test.py'), str(config), str(checkpoint),
+           '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+           f'test_dataloader.dataset.data_root={data}', 'test_dataloader.batch_size=4',
+           'test_dataloader.num_workers=0']
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    match = re.search(r'\|\s*accuracy/top1\s*\|\s*([\d.]+)\s*\|', output)
+    assert match, output[-3000:]
+    assert float(match.group(1)) == pytest.approx(top1, abs=0.01)
+    assert 'Building the zero-shot head: 5 classes x 1 templates' in output
