@@ -34,8 +34,9 @@ class ZeroShotClsHead(BaseModule):
             the ranking, so top-1 / top-5, is the same either way.
         init_cfg: mmengine init config.
 
-    Keys: ``proj`` [C, D] (open_clip's ``visual.proj``), ``logit_scale`` [] (the CLIP
-    model's; logits are scaled by its exp), ``class_embeddings`` [K, D], the built head, and
+    Keys: ``proj`` [C, D] (open_clip's ``visual.proj``; absent without ``with_proj``),
+    ``logit_scale`` [] (the CLIP model's; logits are scaled by its exp), ``logit_bias`` []
+    (SigLIP's; added to the logits), ``class_embeddings`` [K, D], the built head, and
     ``prompt_digest`` [32] (uint8, what it was built from: ``zero_shot.prompt_digest``).
     The built head is saved with the model; the ``ZeroShotClassifier`` builds it from its
     text tower and the prompts (cached) when a checkpoint has none (an open_clip file) or
