@@ -127,7 +127,7 @@ def test_every_config_builds_with_clip_facts(path):
 def test_every_siglip_config_builds_with_its_facts(path):
     """SigLIP / SigLIP 2 as open_clip 3.3.0 builds them (its model configs and timm's
     vit_*_siglip_*): no class token and no pre-norm, a patch convolution with a bias,
-    LayerNorm eps 1e-6, erf GELU in the image tower, attention pooling and no image
+    LayerNorm eps 1e-6, erf GELU in the image tower (tanh for SO400M/16), attention pooling and no image
     projection, a bidirectional text tower pooled at its last position with a projection
     bias (tanh GELU in SigLIP 2), sigmoid scoring with a bias, mean = std = 0.5."""
     cfg = Config.fromfile(path)
@@ -141,7 +141,9 @@ def test_every_siglip_config_builds_with_its_facts(path):
     assert norms and all(m.eps == 1e-6 for m in norms)
     acts = [layer.ffn.layers[0][1] for layer in backbone.layers] + [
         backbone.attn_pool.ffn.layers[0][1]]
-    assert all(type(a) is nn.GELU and a.approximate == 'none' for a in acts)
+    # timm's vit_so400m_patch16_siglip_* (SigLIP 2's SO400M/16) set act_layer='gelu_tanh'.
+    image_approximate = 'tanh' if 'siglip2_vit-so400m-p16_' in path.name else 'none'
+    assert all(type(a) is nn.GELU and a.approximate == image_approximate for a in acts)
     text_approximate = 'tanh' if path.name.startswith('siglip2_') else 'none'
     acts = [layer.ffn.layers[0][1] for layer in text.layers]
     assert all(type(a) is nn.GELU and a.approximate == text_approximate for a in acts)

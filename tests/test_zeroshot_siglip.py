@@ -43,7 +43,8 @@ from mmclip.registry import MODELS
 SIGLIP = sorted(mmclip.list_models('siglip*'))
 PARITY = ['siglip_vit-base-p16_webli_zeroshot-cls_in1k',
           'siglip_vit-so400m-p14_webli_zeroshot-cls_in1k-384px',
-          'siglip2_vit-base-p16_webli_zeroshot-cls_in1k']
+          'siglip2_vit-base-p16_webli_zeroshot-cls_in1k',
+          'siglip2_vit-so400m-p16_webli_zeroshot-cls_in1k-256px']
 VOCAB = 1000
 HEADS = 2
 
@@ -137,6 +138,12 @@ def test_siglip_entry_has_open_clips_architecture_tokenizer_and_weights(name):
                                                      text_cfg['vocab_size'])
     approximate = text_cfg.get('act_kwargs', {}).get('approximate', 'none')
     assert text.layers[0].ffn.layers[0][1].approximate == approximate
+    # The image tower's activation is timm's (GELUTanh for the SO400M/16 models).
+    act = trunk.blocks[0].mlp.act
+    timm_approximate = 'tanh' if type(act).__name__ == 'GELUTanh' else act.approximate
+    for ours in (backbone.layers[0].ffn.layers[0][1], backbone.attn_pool.ffn.layers[0][1]):
+        assert ours.approximate == timm_approximate
+    assert backbone.layers[0].ln1.eps == trunk.blocks[0].norm1.eps
     # The tokenizer open_clip's model config names, with its context length and cleaning.
     assert cfg.model.tokenizer == dict(type='HFTokenizer', name=text_cfg['hf_tokenizer_name'],
                                        context_length=text_cfg['context_length'],

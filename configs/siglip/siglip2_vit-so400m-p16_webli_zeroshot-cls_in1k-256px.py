@@ -3,11 +3,12 @@
 # 80 prompt templates and 1000 class names, sigmoid scores. Preprocessing as open_clip's
 # for these weights: bicubic (pillow) resize of both edges to 256 px ("squash", no
 # crop), mean / std 0.5. Tokenizer: open_clip's hf_tokenizer_name for the model.
-# SigLIP 2's text tower: Gemma vocabulary (256k) and the tanh GELU (act_kwargs).
+# SigLIP 2's text tower: Gemma vocabulary (256k) and the tanh GELU (act_kwargs). The image
+# tower (timm's vit_so400m_patch16_siglip_*) uses the tanh GELU too (act_layer='gelu_tanh').
 _base_ = ['../_base_/models/siglip_zeroshot.py', '../_base_/imagenet_eval.py']
 
 model = dict(
-    backbone=dict(arch='so400m', img_size=256),
+    backbone=dict(arch='so400m', img_size=256, act_cfg=dict(type='GELUTanh')),
     text_backbone=dict(arch='so400m', out_channels=1152, vocab_size=256000,
                        act_cfg=dict(type='GELUTanh')),
     head=dict(in_channels=1152, out_channels=1152),
