@@ -127,9 +127,10 @@ def test_every_config_builds_with_clip_facts(path):
 def test_every_siglip_config_builds_with_its_facts(path):
     """SigLIP / SigLIP 2 as open_clip 3.3.0 builds them (its model configs and timm's
     vit_*_siglip_*): no class token and no pre-norm, a patch convolution with a bias,
-    LayerNorm eps 1e-6, erf GELU in the image tower (tanh for SO400M/16), attention pooling and no image
-    projection, a bidirectional text tower pooled at its last position with a projection
-    bias (tanh GELU in SigLIP 2), sigmoid scoring with a bias, mean = std = 0.5."""
+    LayerNorm eps 1e-6, erf GELU in the image tower (tanh for SO400M/16), attention
+    pooling and no image projection, a bidirectional text tower pooled at its last position
+    with a projection bias (tanh GELU in SigLIP 2), sigmoid scoring with a bias,
+    mean = std = 0.5."""
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmclip'
     model = build_on_meta(cfg)
