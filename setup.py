@@ -72,6 +72,9 @@ ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.28', 'onnxscript>=0.3']
 # numpy 2; checked with tests/test_onnx.py under 2024.4.0, 2025.0.0 and 2026.4.1.
 OPENVINO_EXTRA = ['openvino>=2024.4', 'onnx>=1.16']
 MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
+# SigLIP's tokenizers are Hugging Face tokenizers (sentencepiece vocabularies), which
+# open_clip runs through transformers.
+SIGLIP_EXTRA = MULTIMODAL_EXTRA + ['transformers>=4.40', 'sentencepiece>=0.2']
 # clip_benchmark, the reference the evaluation suite's numbers are tested against (it
 # pulls transformers, webdataset and pycocoevalcap; mmclip's own suite needs none of them).
 EVALUATION_EXTRA = ['clip-benchmark>=1.6.2', 'scikit-learn>=1.0']
@@ -107,8 +110,10 @@ setup(
         # CLIP's BPE tokenizer (and its vocabulary) for zero-shot text prompts.
         'multimodal': MULTIMODAL_EXTRA,
         'evaluation': EVALUATION_EXTRA,
+        # The SigLIP / SigLIP 2 zero-shot towers' tokenizers.
+        'siglip': SIGLIP_EXTRA,
         'tests': ['pytest>=7', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + OPENVINO_EXTRA +
-        MULTIMODAL_EXTRA + EVALUATION_EXTRA,
+        SIGLIP_EXTRA + EVALUATION_EXTRA,
     },
     zip_safe=False,
 )

@@ -23,10 +23,14 @@ ALL_CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not
 SEED_CONFIGS = sorted((ROOT / 'configs' / 'clip').glob('vit-base-p*_pt-64xb64_in1k*.py'))
 ZOO_CONFIGS = sorted(p for p in ALL_CONFIGS if '_3rdparty_' in p.name)
 ZERO_SHOT_CONFIGS = sorted(p for p in ALL_CONFIGS if '_zeroshot-cls_' in p.name)
+# SigLIP's towers are another architecture (see test_every_siglip_config_builds_with_its_facts).
+SIGLIP_CONFIGS = sorted(p for p in ALL_CONFIGS if p.parent.name == 'siglip')
+CLIP_CONFIGS = sorted(set(ALL_CONFIGS) - set(SIGLIP_CONFIGS))
 EVAL_CONFIGS = ZOO_CONFIGS + ZERO_SHOT_CONFIGS
 CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 SEED_FACTS = ROOT / 'tests' / 'data' / 'reference' / 'model-zoo-facts.md'
+QUICK_GELU_ZERO_SHOT = r'_(openai|dfn2b|dfn5b|metaclip-fullcc|metaclip2-worldwide)_zeroshot'
 
 
 def timm_tags() -> dict:
@@ -92,7 +96,7 @@ def test_the_six_seed_configs_exist():
                      for p in (16, 32) for s in ('', '-384px', '-448px')}
 
 
-@pytest.mark.parametrize('path', ALL_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize('path', CLIP_CONFIGS, ids=lambda p: p.name)
 def test_every_config_builds_with_clip_facts(path):
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmclip'
@@ -102,8 +106,9 @@ def test_every_config_builds_with_clip_facts(path):
     assert backbone.patch_embed.projection.bias is None, 'CLIP patch conv has no bias'
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(m.eps == 1e-5 for m in norms)
-    # OpenAI's original towers use QuickGELU; the fine-tunes and LAION's towers erf GELU.
-    act = QuickGELU if '_openai_zeroshot' in path.name else nn.GELU
+    # OpenAI's original towers use QuickGELU, and so do DFN's and MetaCLIP's (open_clip's
+    # pretrained configs set quick_gelu for them); the fine-tunes and LAION's towers erf GELU.
+    act = QuickGELU if re.search(QUICK_GELU_ZERO_SHOT, path.name) else nn.GELU
     towers = [backbone] + ([model.text_backbone] if hasattr(model, 'text_backbone') else [])
     acts = [layer.ffn.layers[0][1] for tower in towers for layer in tower.layers]
     assert all(type(a) is act and getattr(a, 'approximate', 'none') == 'none' for a in acts)
@@ -115,6 +120,40 @@ def test_every_config_builds_with_clip_facts(path):
     half = path.stem in HALF_NORMALISED or 'large-p14_laion2b' in path.name
     torch.testing.assert_close(pre.mean.flatten().tolist(), [127.5] * 3 if half else CLIP_MEAN)
     torch.testing.assert_close(pre.std.flatten().tolist(), [127.5] * 3 if half else CLIP_STD)
+    assert pre.to_rgb
+
+
+@pytest.mark.parametrize('path', SIGLIP_CONFIGS, ids=lambda p: p.name)
+def test_every_siglip_config_builds_with_its_facts(path):
+    """SigLIP / SigLIP 2 as open_clip 3.3.0 builds them (its model configs and timm's
+    vit_*_siglip_*): no class token and no pre-norm, a patch convolution with a bias,
+    LayerNorm eps 1e-6, erf GELU in the image tower (tanh for SO400M/16), attention
+    pooling and no image projection, a bidirectional text tower pooled at its last position
+    with a projection bias (tanh GELU in SigLIP 2), sigmoid scoring with a bias,
+    mean = std = 0.5."""
+    cfg = Config.fromfile(path)
+    assert cfg.default_scope == 'mmclip'
+    model = build_on_meta(cfg)
+    backbone, text = model.backbone, model.text_backbone
+    assert isinstance(backbone.pre_norm, nn.Identity) and backbone.cls_token is None
+    assert backbone.patch_embed.projection.bias is not None
+    assert backbone.out_type == 'attn_pool' and backbone.attn_pool is not None
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert norms and all(m.eps == 1e-6 for m in norms)
+    acts = [layer.ffn.layers[0][1] for layer in backbone.layers] + [
+        backbone.attn_pool.ffn.layers[0][1]]
+    # timm's vit_so400m_patch16_siglip_* (SigLIP 2's SO400M/16) set act_layer='gelu_tanh'.
+    image_approximate = 'tanh' if 'siglip2_vit-so400m-p16_' in path.name else 'none'
+    assert all(type(a) is nn.GELU and a.approximate == image_approximate for a in acts)
+    text_approximate = 'tanh' if path.name.startswith('siglip2_') else 'none'
+    acts = [layer.ffn.layers[0][1] for layer in text.layers]
+    assert all(type(a) is nn.GELU and a.approximate == text_approximate for a in acts)
+    assert not text.causal and text.pool_type == 'last' and text.projection_bias is not None
+    assert not any(layer.attn.causal for layer in text.layers)
+    assert model.head.proj is None and model.head.logit_bias is not None
+    pre = model.data_preprocessor
+    torch.testing.assert_close(pre.mean.flatten().tolist(), [127.5] * 3)
+    torch.testing.assert_close(pre.std.flatten().tolist(), [127.5] * 3)
     assert pre.to_rgb
 
 

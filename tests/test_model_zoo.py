@@ -56,6 +56,21 @@ def test_seed_tables_parsed():
 
 ZERO_SHOT = [f'clip_vit-{arch}_{data}_zeroshot-cls_in1k'
              for arch in ('base-p32', 'base-p16', 'large-p14') for data in ('openai', 'laion2b')]
+ZERO_SHOT += [f'clip_vit-{arch}_dfn2b_zeroshot-cls_in1k' for arch in ('base-p16', 'large-p14')]
+ZERO_SHOT += ['clip_vit-huge-p14_dfn5b_zeroshot-cls_in1k',
+              'clip_vit-huge-p14_dfn5b_zeroshot-cls_in1k-378px']
+ZERO_SHOT += [f'clip_vit-{arch}_metaclip-fullcc_zeroshot-cls_in1k'
+              for arch in ('base-p32', 'base-p16', 'large-p14', 'huge-p14', 'bigg-p14')]
+ZERO_SHOT += ['clip_vit-huge-p14_metaclip2-worldwide_zeroshot-cls_in1k']
+SIGLIP = ([f'siglip_vit-base-p16_webli_zeroshot-cls_in1k{s}'
+           for s in ('', '-256px', '-384px', '-512px')]
+          + [f'siglip_vit-large-p16_webli_zeroshot-cls_in1k-{s}px' for s in (256, 384)]
+          + [f'siglip_vit-so400m-p14_webli_zeroshot-cls_in1k{s}' for s in ('', '-384px')]
+          + [f'siglip2_vit-base-p16_webli_zeroshot-cls_in1k{s}'
+             for s in ('', '-256px', '-384px', '-512px')]
+          + [f'siglip2_vit-so400m-p14_webli_zeroshot-cls_in1k{s}' for s in ('', '-378px')]
+          + [f'siglip2_vit-so400m-p16_webli_zeroshot-cls_in1k-{s}px' for s in (256, 384, 512)])
+ZERO_SHOT += SIGLIP
 
 
 def test_list_models_is_exactly_the_seed_large_and_zero_shot_names():
@@ -63,7 +78,7 @@ def test_list_models_is_exactly_the_seed_large_and_zero_shot_names():
     assert mmclip.list_models() == sorted([*SEED, *LARGE, *ZERO_SHOT])
     assert mmclip.list_models('*zeroshot*') == sorted(ZERO_SHOT)
     assert mmclip.list_models('*p16*384px') == sorted(
-        n for n in SEED if 'p16' in n and n.endswith('384px'))
+        n for n in [*SEED, *SIGLIP] if 'p16' in n and n.endswith('384px'))
     assert mmclip.list_models('vit-large*') == sorted(n for n in LARGE if 'large' in n)
     assert len(mmclip.list_models('vit-huge*')) == 3
     assert mmclip.list_models('resnet*') == []

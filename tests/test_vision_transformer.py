@@ -120,7 +120,8 @@ def test_patch_embed_bias_follows_pre_norm():
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='small'),
-     "Unknown arch 'small'; choose one of \\['b', 'base', 'h', 'huge', 'l', 'large'\\]"),
+     "Unknown arch 'small'; choose one of "
+     "\\['b', 'base', 'bigg', 'h', 'huge', 'l', 'large', 'so400m'\\]"),
     (dict(arch=dict(embed_dims=8)), 'custom arch must be a dict with exactly the keys'),
     (dict(out_type='pool'), "out_type must be one of"),
     (dict(out_indices=5), 'out_indices entry 5 is out of range'),

@@ -50,9 +50,12 @@ def open_clip_source(name: str):
 
 
 def open_clip_preprocess(name: str):
-    """open_clip's eval transform for the zoo entry's weights (their mean / std)."""
-    cfg = open_clip.get_pretrained_cfg(*open_clip_source(name))
-    return open_clip.image_transform(224, is_train=False, mean=cfg['mean'], std=cfg['std'],
+    """open_clip's eval transform for the zoo entry's weights (their input size, mean / std,
+    interpolation and resize mode)."""
+    model, tag = open_clip_source(name)
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    size = open_clip.get_model_config(model)['vision_cfg']['image_size']
+    return open_clip.image_transform(size, is_train=False, mean=cfg['mean'], std=cfg['std'],
                                      interpolation=cfg['interpolation'],
                                      resize_mode=cfg['resize_mode'])
 

@@ -132,7 +132,8 @@ class ImageClassificationInferencer:
         **overrides: model-config overrides passed to ``get_model``.
 
     Calling it returns one dict per image, in input order: ``pred_label`` (int),
-    ``pred_score`` (float, the top softmax score), ``pred_class`` (its class name, or
+    ``pred_score`` (float, the top score: softmax, or sigmoid for SigLIP's zero-shot
+    heads), ``pred_class`` (its class name, or
     None when the model has no class names) and ``pred_scores`` (float32 [num_classes],
     in the order of the classes).
     """
@@ -216,12 +217,16 @@ class ImageClassificationInferencer:
 
     @torch.no_grad()
     def _scores(self, batch: List[dict]) -> np.ndarray:
-        """Pipeline outputs -> softmax scores, float32 [B, num_classes]."""
+        """Pipeline outputs -> scores, float32 [B, num_classes]: softmax, or the head's own
+        (``scores``: a SigLIP zero-shot head's per-class sigmoid)."""
         data = self.model.data_preprocessor(pseudo_collate(batch), False)
         with autocast_context(self.device, self.precision):
             logits = self._forward(data['inputs'])
         check_logits(logits, self.classes, self.weights)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        to_scores = getattr(getattr(self.model, 'head', None), 'scores', None)
+        if to_scores is None:
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return to_scores(logits).cpu().numpy()
 
     def _result(self, scores: np.ndarray) -> Dict[str, Any]:
         label = int(scores.argmax())

@@ -6,6 +6,10 @@ Data flow for an image [B, 3, H, W] with patch size P and width C:
   pre_norm (LayerNorm, CLIP only)    -> [B, 1 + N, C]
   layers (pre-LN blocks, GELU)       -> [B, 1 + N, C]
   ln1 (final LayerNorm, all tokens)  -> formatted by ``out_type``
+
+SigLIP's towers (``with_cls_token=False``, ``pre_norm=False``: the patch convolution then
+has a bias, ``out_type='attn_pool'``) pool the final tokens with ``attn_pool``, a learned
+query attending to all of them (see ``AttentionPool``).
 """
 from typing import Dict, Sequence, Tuple, Union
 
@@ -16,9 +20,9 @@ from torch import nn
 from mmclip.registry import MODELS
 
 from ..utils.embed import PatchEmbed, resize_pos_embed
-from ..utils.transformer import TransformerEncoderLayer, resolve_arch
+from ..utils.transformer import AttentionPool, TransformerEncoderLayer, resolve_arch
 
-OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
+OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw', 'attn_pool')
 
 
 @MODELS.register_module()
@@ -28,7 +32,9 @@ class VisionTransformer(BaseModule):
     Config keys:
         arch: a preset name from ``arch_zoo`` ('b' / 'base': width 768, 12 layers,
             12 heads, MLP 3072; 'l' / 'large': 1024, 24 layers, 16 heads, MLP 4096;
-            'h' / 'huge': 1280, 32 layers, 16 heads, MLP 5120), or
+            'h' / 'huge': 1280, 32 layers, 16 heads, MLP 5120; 'bigg': 1664, 48 layers,
+            16 heads, MLP 8192, open_clip's ViT-bigG-14; 'so400m': 1152, 27 layers,
+            16 heads, MLP 4304, SigLIP's SO400M), or
             a dict with ``embed_dims``, ``num_layers``, ``num_heads`` and
             ``feedforward_channels``.
         img_size: the square input size the position embedding is laid out for (224, 384,
@@ -42,7 +48,10 @@ class VisionTransformer(BaseModule):
         norm_cfg: ``dict(type='LN', eps=1e-5)``; CLIP weights need eps 1e-5.
         final_norm: apply ``ln1`` after the last layer.
         out_type: 'cls_token' -> [B, C]; 'featmap' -> [B, C, H/P, W/P];
-            'avg_featmap' -> [B, C] (mean of patch tokens); 'raw' -> [B, 1 + N, C].
+            'avg_featmap' -> [B, C] (mean of patch tokens); 'raw' -> [B, 1 + N, C];
+            'attn_pool' -> [B, C], multi-head attention pooling of all tokens
+            (``attn_pool``, SigLIP's MAP head; its heads, MLP width and activation are the
+            tower's).
         with_cls_token: prepend the class token (needed for 'cls_token').
         frozen_stages: freeze the embeddings and the first K layers (and ``ln1`` when K
             is the number of layers): no grad, and kept in eval mode by ``train()``.
@@ -69,6 +78,12 @@ class VisionTransformer(BaseModule):
             embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)),
         **dict.fromkeys(['h', 'huge'], dict(
             embed_dims=1280, num_layers=32, num_heads=16, feedforward_channels=5120)),
+        # open_clip's ViT-bigG-14: head width 104, MLP int(1664 * 4.9231) = 8192.
+        **dict.fromkeys(['bigg'], dict(
+            embed_dims=1664, num_layers=48, num_heads=16, feedforward_channels=8192)),
+        # SigLIP's shape-optimised ViT (timm vit_so400m_*): MLP int(1152 * 3.7362) = 4304.
+        **dict.fromkeys(['so400m'], dict(
+            embed_dims=1152, num_layers=27, num_heads=16, feedforward_channels=4304)),
     }
     num_extra_tokens = 1  # the class token
     cls_token_pooling = True
@@ -91,7 +106,7 @@ class VisionTransformer(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._resolve_arch(arch)
+        self.arch_settings = resolve_arch(arch, self.arch_zoo)
         C = self.arch_settings['embed_dims']
         self.embed_dims = C
         self.num_layers = self.arch_settings['num_layers']
@@ -132,14 +147,14 @@ class VisionTransformer(BaseModule):
                 act_cfg=act_cfg) for i in range(self.num_layers)
         ])
         self.ln1 = nn.LayerNorm(C, eps=eps) if final_norm else nn.Identity()
+        self.attn_pool = AttentionPool(
+            C, self.arch_settings['num_heads'], self.arch_settings['feedforward_channels'], eps,
+            act_cfg) if out_type == 'attn_pool' else None
 
         if frozen_stages > 0:
             self._freeze_stages()
 
     # ---- construction helpers -------------------------------------------------------
-    def _resolve_arch(self, arch: Union[str, dict]) -> Dict[str, int]:
-        return resolve_arch(arch, self.arch_zoo)
-
     def _resolve_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
         resolved = []
@@ -226,6 +241,8 @@ class VisionTransformer(BaseModule):
             return x
         if self.out_type == 'cls_token':
             return x[:, 0]
+        if self.out_type == 'attn_pool':
+            return self.attn_pool(x)
         patch_tokens = x[:, self.num_extra_tokens:]
         if self.out_type == 'featmap':
             B, _, C = patch_tokens.shape

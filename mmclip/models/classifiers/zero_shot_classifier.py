@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
-from ..utils.tokenizer import tokenize
+from ..utils.tokenizer import build_tokenizer
 from ..utils.zero_shot import cached_class_embeddings, prompt_digest, resolve_prompts
 from .image_classifier import ImageClassifier
 
@@ -20,6 +20,9 @@ class ZeroShotClassifier(ImageClassifier):
         backbone: the image tower (``VisionTransformer``, ``out_type='cls_token'``).
         text_backbone: the text tower (``CLIPTextTransformer``).
         head: ``ZeroShotClsHead`` (image projection, logit scale, classes, templates).
+        tokenizer: the text tower's tokenizer (``build_tokenizer``): None for CLIP's BPE,
+            ``dict(type='HFTokenizer', name=..., context_length=..., clean=...)`` for
+            SigLIP's. Its files are read when prompts are first tokenized.
         data_preprocessor / init_cfg: as for ``ImageClassifier``.
 
     The head's class embeddings are built from the text tower and the prompts before the
@@ -39,10 +42,12 @@ class ZeroShotClassifier(ImageClassifier):
                  backbone: dict,
                  text_backbone: dict,
                  head: dict,
+                 tokenizer: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone, head, data_preprocessor, init_cfg)
         self.text_backbone = MODELS.build(text_backbone)
+        self.tokenizer = build_tokenizer(tokenizer)
         self._head_ready = False
         self.register_load_state_dict_post_hook(ZeroShotClassifier._weights_changed)
 
@@ -73,17 +78,17 @@ class ZeroShotClassifier(ImageClassifier):
             classes, self.head.templates if templates is None else templates)
         self.head.classes, self.head.templates = classes, templates
         self.head.num_classes = len(classes)
-        self.head.prompt_digest = prompt_digest(classes, templates).to(self.head.proj.device)
+        self.head.prompt_digest = prompt_digest(classes, templates).to(self.head.logit_scale.device)
         self._head_ready = False
 
     @torch.no_grad()
     def build_head(self) -> None:
         """Fill the head's class embeddings [K, D] from the prompts (fp32, no autocast)."""
-        device = self.head.proj.device
+        device = self.head.logit_scale.device
         with torch.autocast(device.type, enabled=False):
             emb = cached_class_embeddings(self.text_backbone, self.head.classes,
-                                          self.head.templates)
-        self.head.class_embeddings = emb.to(device=device, dtype=self.head.proj.dtype)
+                                          self.head.templates, self.tokenizer)
+        self.head.class_embeddings = emb.to(device=device, dtype=self.head.logit_scale.dtype)
         self._head_ready = True
 
     def forward(self,
@@ -100,8 +105,8 @@ class ZeroShotClassifier(ImageClassifier):
         return self.head.pre_logits(self.extract_feat(inputs))
 
     def encode_text(self, texts: Union[Sequence[str], torch.Tensor]) -> torch.Tensor:
-        """Texts, or token ids [N, 77] -> embeddings [N, D], L2-normalised (open_clip's
-        ``encode_text(normalize=True)``)."""
-        tokens = texts if isinstance(texts, torch.Tensor) else tokenize(texts)
-        device = self.head.proj.device
+        """Texts, or token ids [N, L] (L: the context length, 77 for CLIP) -> embeddings
+        [N, D], L2-normalised (open_clip's ``encode_text(normalize=True)``)."""
+        tokens = texts if isinstance(texts, torch.Tensor) else self.tokenizer(texts)
+        device = self.head.logit_scale.device
         return F.normalize(self.text_backbone(tokens.to(device)), dim=-1)

@@ -80,10 +80,17 @@ def predictions_from_logits(cls_score: torch.Tensor,
                             data_samples: Optional[Sequence[Optional[DataSample]]] = None
                             ) -> List[DataSample]:
     """Softmax logits [B, K] into ``pred_score`` / ``pred_label`` of each DataSample."""
-    pred_scores = torch.softmax(cls_score.float(), dim=1)
+    return predictions_from_scores(torch.softmax(cls_score.float(), dim=1), data_samples)
+
+
+def predictions_from_scores(pred_scores: torch.Tensor,
+                            data_samples: Optional[Sequence[Optional[DataSample]]] = None
+                            ) -> List[DataSample]:
+    """Scores [B, K] (probabilities) into ``pred_score`` / ``pred_label`` of each
+    DataSample; the label is the highest score."""
     pred_labels = pred_scores.argmax(dim=1, keepdim=True)
     if data_samples is None:
-        data_samples = [None] * cls_score.shape[0]
+        data_samples = [None] * pred_scores.shape[0]
     out = []
     for sample, score, label in zip(data_samples, pred_scores, pred_labels):
         sample = DataSample() if sample is None else sample

@@ -1,4 +1,5 @@
-"""CLIP zero-shot head: image projection, L2 normalisation, class-embedding logits."""
+"""Zero-shot head: image projection, L2 normalisation, class-embedding logits (CLIP's
+softmax scoring, or SigLIP's sigmoid scoring with a learned bias)."""
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -10,24 +11,32 @@ from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
 from ..utils.zero_shot import prompt_digest, resolve_prompts
-from .vision_transformer_head import predictions_from_logits
+from .vision_transformer_head import predictions_from_scores
 
 Prompts = Union[str, Sequence[str]]
 
 
 @MODELS.register_module()
 class ZeroShotClsHead(BaseModule):
-    """``logit_scale.exp() * normalize(x @ proj) @ class_embeddings.T``.
+    """``logit_scale.exp() * normalize(x @ proj) @ class_embeddings.T (+ logit_bias)``.
 
     Config keys:
         in_channels: C, the image tower's width (its class token after ``ln_post``).
         out_channels: D, the joint image-text embedding size.
         classes: class names, or ``'imagenet'`` (the 1000 curated ImageNet names).
         templates: prompt templates with one ``{}``, or ``'openai_imagenet'`` (OpenAI's 80).
+        with_proj: project the image feature with ``proj`` (CLIP). SigLIP's pooled feature
+            is the embedding itself (open_clip's ``timm_proj='none'``): no ``proj``, and
+            ``in_channels`` must equal ``out_channels``.
+        logit_bias: None (CLIP: softmax over the classes), or the initial value of the
+            learned ``logit_bias`` (SigLIP: -10). With a bias, each class is scored on its
+            own, ``pred_score = sigmoid(logit)``, as SigLIP was trained (its sigmoid loss);
+            the ranking, so top-1 / top-5, is the same either way.
         init_cfg: mmengine init config.
 
-    Keys: ``proj`` [C, D] (open_clip's ``visual.proj``), ``logit_scale`` [] (the CLIP
-    model's; logits are scaled by its exp), ``class_embeddings`` [K, D], the built head, and
+    Keys: ``proj`` [C, D] (open_clip's ``visual.proj``; absent without ``with_proj``),
+    ``logit_scale`` [] (the CLIP model's; logits are scaled by its exp), ``logit_bias`` []
+    (SigLIP's; added to the logits), ``class_embeddings`` [K, D], the built head, and
     ``prompt_digest`` [32] (uint8, what it was built from: ``zero_shot.prompt_digest``).
     The built head is saved with the model; the ``ZeroShotClassifier`` builds it from its
     text tower and the prompts (cached) when a checkpoint has none (an open_clip file) or
@@ -40,13 +49,21 @@ class ZeroShotClsHead(BaseModule):
                  out_channels: int,
                  classes: Prompts = 'imagenet',
                  templates: Prompts = 'openai_imagenet',
+                 with_proj: bool = True,
+                 logit_bias: Optional[float] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if not with_proj and in_channels != out_channels:
+            raise ValueError(f'with_proj=False needs in_channels == out_channels (the pooled '
+                             f'feature is the embedding); got {in_channels} and {out_channels}.')
         self.classes, self.templates = resolve_prompts(classes, templates)
         self.num_classes = len(self.classes)
         # open_clip's initialisation (random towers; real ones are loaded).
-        self.proj = nn.Parameter(torch.randn(in_channels, out_channels) * in_channels**-0.5)
+        self.proj = nn.Parameter(torch.randn(in_channels, out_channels) *
+                                 in_channels**-0.5) if with_proj else None
         self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
+        self.logit_bias = None if logit_bias is None else nn.Parameter(
+            torch.tensor(float(logit_bias)))
         self.register_buffer('class_embeddings', torch.zeros(self.num_classes, out_channels))
         self.register_buffer('prompt_digest', prompt_digest(self.classes, self.templates))
 
@@ -56,11 +73,12 @@ class ZeroShotClsHead(BaseModule):
         if x.ndim != 2:
             raise ValueError(f'ZeroShotClsHead needs a [B, C] class-token feature (backbone '
                              f"out_type='cls_token'); got shape {tuple(x.shape)}.")
-        return F.normalize(x @ self.proj, dim=-1)
+        return F.normalize(x if self.proj is None else x @ self.proj, dim=-1)
 
     def forward(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         x = self.pre_logits(feats)
-        return self.logit_scale.exp() * x @ self.class_embeddings.to(x.dtype).T
+        logits = self.logit_scale.exp() * x @ self.class_embeddings.to(x.dtype).T
+        return logits if self.logit_bias is None else logits + self.logit_bias
 
     def loss(self, feats, data_samples) -> dict:
         raise ValueError('ZeroShotClsHead is not trained: its classes come from text prompts. '
@@ -70,4 +88,11 @@ class ZeroShotClsHead(BaseModule):
                 feats: Tuple[torch.Tensor, ...],
                 data_samples: Optional[Sequence[Optional[DataSample]]] = None
                 ) -> List[DataSample]:
-        return predictions_from_logits(self(feats), data_samples)
+        return predictions_from_scores(self.scores(self(feats)), data_samples)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K] -> float32 scores: softmax over the classes (CLIP), or each class's
+        sigmoid when the head has a ``logit_bias`` (SigLIP, trained with a sigmoid loss)."""
+        if self.logit_bias is None:
+            return torch.softmax(logits.float(), dim=1)
+        return torch.sigmoid(logits.float())

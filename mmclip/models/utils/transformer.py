@@ -4,27 +4,29 @@ One layer is ``x = x + attn(ln1(x)); x = x + ffn(ln2(x))`` (pre-norm, as in CLIP
 ``Block``). The submodule names (``ln1``, ``attn.qkv``, ``attn.proj``, ``ln2``,
 ``ffn.layers.0.0``, ``ffn.layers.1``) are those of the published ``.pth`` files.
 """
-from typing import Dict, Union
+from functools import partial
+from typing import Dict, Mapping, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
+ARCH_KEYS = frozenset({'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'})
 
 
-def resolve_arch(arch: Union[str, dict], arch_zoo: Dict[str, Dict[str, int]]) -> Dict[str, int]:
-    """A transformer's sizes: a preset name of ``arch_zoo`` (any case) or a dict with
-    exactly ``ARCH_KEYS`` (small towers for tests, architectures without a preset)."""
-    keys = set(ARCH_KEYS)
+def resolve_arch(arch: Union[str, dict], arch_zoo: Mapping[str, Dict[str, int]],
+                 what: str = 'arch') -> Dict[str, int]:
+    """A preset name of ``arch_zoo`` (any case) or a dict with exactly ``ARCH_KEYS`` -> the
+    sizes. The dict form builds towers of published shapes at other sizes (reduced-size
+    parity tests, custom towers)."""
     if isinstance(arch, str):
         if arch.lower() not in arch_zoo:
-            raise ValueError(f'Unknown arch {arch!r}; choose one of {sorted(arch_zoo)} or pass '
-                             f'a dict with keys {sorted(keys)}.')
+            raise ValueError(f'Unknown {what} {arch!r}; choose one of {sorted(arch_zoo)} or pass '
+                             f'a dict with keys {sorted(ARCH_KEYS)}.')
         return dict(arch_zoo[arch.lower()])
-    if not isinstance(arch, dict) or set(arch) != keys:
-        raise ValueError(f'A custom arch must be a dict with exactly the keys {sorted(keys)}; '
-                         f'got {arch!r}.')
+    if not isinstance(arch, Mapping) or set(arch) != ARCH_KEYS:
+        raise ValueError(f'A custom {what} must be a dict with exactly the keys '
+                         f'{sorted(ARCH_KEYS)}; got {arch!r}.')
     return dict(arch)
 
 
@@ -54,11 +56,15 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-ACTIVATIONS = {'GELU': nn.GELU, 'QuickGELU': QuickGELU}
+# 'GELUTanh': the tanh approximation of GELU, which SigLIP 2's text towers use (open_clip's
+# act_kwargs approximate='tanh'); the erf and tanh forms differ by up to ~1e-3.
+ACTIVATIONS = {'GELU': nn.GELU, 'QuickGELU': QuickGELU,
+               'GELUTanh': partial(nn.GELU, approximate='tanh')}
 
 
 def build_activation(act_cfg: dict) -> nn.Module:
-    """``dict(type='GELU')`` or ``dict(type='QuickGELU')`` -> the module."""
+    """``dict(type='GELU')``, ``dict(type='QuickGELU')`` or ``dict(type='GELUTanh')`` -> the
+    module."""
     act_type = dict(act_cfg).get('type')
     if act_type not in ACTIVATIONS or len(act_cfg) != 1:
         raise ValueError(f'act_cfg must be dict(type=<one of {sorted(ACTIVATIONS)}>); '
@@ -196,3 +202,47 @@ class TransformerEncoderLayer(nn.Module):
         projection and FFN are computed."""
         x = x[:, :1] + self.drop_path(self.attn.forward_first_query(self.ln1(x)))
         return x + self.drop_path(self.ffn(self.ln2(x)))
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling (MAP): tokens [B, N, C] -> one embedding [B, C].
+
+    SigLIP's image towers have no class token; a learned query (``latent``) attends to every
+    token, then a pre-LN MLP adds its residual: ``y = proj(attn(q(latent), kv(x)));
+    y = y + ffn(norm(y))``. This is big_vision's ``MAPHead`` as timm's ``AttentionPoolLatent``
+    computes it (one latent, no q/k norm), which open_clip's SigLIP towers run.
+
+    Args:
+        embed_dims: C.
+        num_heads: attention heads (the tower's).
+        feedforward_channels: hidden width of the MLP (the tower's).
+        layer_norm_eps: eps of ``norm``.
+        act_cfg: the MLP activation.
+
+    Keys: ``latent`` [1, 1, C], ``q``, ``kv`` (keys and values fused, [2C, C]), ``proj``,
+    ``norm``, ``ffn.layers.0.0`` / ``ffn.layers.1``.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
+                 layer_norm_eps: float = 1e-6, act_cfg: dict = dict(type='GELU')) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
+                             f'num_heads ({num_heads}).')
+        self.num_heads = num_heads
+        self.latent = nn.Parameter(torch.zeros(1, 1, embed_dims))
+        self.q = nn.Linear(embed_dims, embed_dims)
+        self.kv = nn.Linear(embed_dims, 2 * embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.norm = nn.LayerNorm(embed_dims, eps=layer_norm_eps)
+        self.ffn = FFN(embed_dims, feedforward_channels, act_cfg=act_cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        heads = self.num_heads
+        q = self.q(self.latent).reshape(1, 1, heads, C // heads).transpose(1, 2)
+        k, v = self.kv(x).reshape(B, N, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q.expand(B, -1, -1, -1), k, v)
+        y = self.proj(y.transpose(1, 2).reshape(B, 1, C))
+        y = y + self.ffn(self.norm(y))
+        return y[:, 0]

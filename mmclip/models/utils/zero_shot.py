@@ -34,7 +34,7 @@ from torch import nn
 from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
 from mmclip.utils.atomic_file import atomic_write
 
-from .tokenizer import tokenize
+from .tokenizer import Tokenizer, tokenize
 
 CLASS_LISTS = {'imagenet': IMAGENET_CLIP_CLASSNAMES}
 TEMPLATE_LISTS = {'openai_imagenet': OPENAI_IMAGENET_TEMPLATES}
@@ -81,13 +81,15 @@ def resolve_prompts(classes, templates) -> Tuple[Tuple[str, ...], Tuple[str, ...
 
 @torch.no_grad()
 def encode_texts(text_tower: nn.Module, texts: Sequence[str],
-                 batch_size: int = BATCH_SIZE, progress: bool = False) -> torch.Tensor:
+                 batch_size: int = BATCH_SIZE, progress: bool = False,
+                 tokenizer: Tokenizer = tokenize) -> torch.Tensor:
     """Texts -> L2-normalised embeddings [N, D], in input order.
 
-    Texts are sorted by token count so that each batch is cut to nearly its own length.
+    Texts are sorted by token count so that each batch of a causal tower is cut to nearly
+    its own length (the order changes nothing for the others).
     """
     device = next(text_tower.parameters()).device
-    tokens = tokenize(texts)
+    tokens = tokenizer(texts)
     order = (tokens.argmax(dim=-1)).argsort(stable=True)
     out = None
     bar = ProgressBar(len(texts)) if progress and len(texts) > batch_size else None
@@ -105,16 +107,22 @@ def encode_texts(text_tower: nn.Module, texts: Sequence[str],
 
 
 def build_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
-                           templates: Sequence[str], progress: bool = False) -> torch.Tensor:
+                           templates: Sequence[str], progress: bool = False,
+                           tokenizer: Tokenizer = tokenize) -> torch.Tensor:
     """The zero-shot head's class embeddings, float32 [K, D], rows L2-normalised."""
     texts = [template.format(name) for name in classes for template in templates]
-    emb = encode_texts(text_tower, texts, progress=progress)
+    emb = encode_texts(text_tower, texts, progress=progress, tokenizer=tokenizer)
     return F.normalize(emb.reshape(len(classes), len(templates), -1).mean(dim=1), dim=-1)
 
 
-def cache_key(text_tower: nn.Module, classes: Sequence[str], templates: Sequence[str]) -> str:
-    """SHA-256 of the text tower's tensors (names, dtypes, shapes, bytes) and the prompts."""
+def cache_key(text_tower: nn.Module, classes: Sequence[str], templates: Sequence[str],
+              tokenizer_name: Optional[str] = None) -> str:
+    """SHA-256 of the text tower's tensors (names, dtypes, shapes, bytes) and the prompts;
+    and of the tokenizer's name unless it is CLIP's BPE (None: the keys of CLIP towers stay
+    what they were)."""
     digest = hashlib.sha256(_CACHE_VERSION.encode())
+    if tokenizer_name is not None:
+        digest.update(f'tokenizer|{tokenizer_name}'.encode())
     for name, tensor in sorted(text_tower.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f'{name}|{tensor.dtype}|{tuple(tensor.shape)}'.encode())
@@ -201,9 +209,11 @@ def _read_cached(path: str, key: str, num_classes: int, width: int) -> Optional[
 
 
 def cached_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
-                            templates: Sequence[str]) -> torch.Tensor:
+                            templates: Sequence[str],
+                            tokenizer: Tokenizer = tokenize) -> torch.Tensor:
     """``build_class_embeddings``, read from the cache when it was built before."""
-    key = cache_key(text_tower, classes, templates)
+    name = getattr(tokenizer, 'name', 'clip-bpe')
+    key = cache_key(text_tower, classes, templates, None if name == 'clip-bpe' else name)
     path = cache_path(key)
     device = next(text_tower.parameters()).device
     if osp.lexists(path):
@@ -213,7 +223,8 @@ def cached_class_embeddings(text_tower: nn.Module, classes: Sequence[str],
     num = len(classes) * len(templates)
     print_log(f'Building the zero-shot head: {len(classes)} classes x {len(templates)} '
               f'templates = {num} prompts (cached in {path}).', logger='current')
-    emb = build_class_embeddings(text_tower, classes, templates, progress=True)
+    emb = build_class_embeddings(text_tower, classes, templates, progress=True,
+                                 tokenizer=tokenizer)
     from safetensors.torch import save
     try:
         os.makedirs(osp.dirname(path), exist_ok=True)
