@@ -29,7 +29,8 @@ class CLIPTextTransformer(BaseModule):
     Config keys:
         arch: a preset from ``arch_zoo`` ('b' / 'base': width 512, 12 layers, 8 heads,
             MLP 2048, the text tower of ViT-B/16 and B/32; 'l' / 'large': 768, 12 layers,
-            12 heads, MLP 3072, that of ViT-L/14).
+            12 heads, MLP 3072, that of ViT-L/14), or a dict with the keys of a preset
+            (tiny towers for tests).
         out_channels: D, the joint image-text embedding size (B: 512, L: 768).
         context_length: token positions (77).
         vocab_size: BPE vocabulary size (49408).
@@ -47,16 +48,14 @@ class CLIPTextTransformer(BaseModule):
     }
 
     def __init__(self,
-                 arch: str = 'base',
+                 arch: Union[str, Dict[str, int]] = 'base',
                  out_channels: int = 512,
                  context_length: int = 77,
                  vocab_size: int = 49408,
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if arch not in self.arch_zoo:
-            raise ValueError(f'Unknown text arch {arch!r}; choose one of {sorted(self.arch_zoo)}.')
-        settings = self.arch_zoo[arch]
+        settings = self._resolve_arch(arch)
         C = settings['embed_dims']
         self.embed_dims, self.context_length = C, context_length
         # open_clip's initialisation (random towers; real ones are loaded).
@@ -73,6 +72,18 @@ class CLIPTextTransformer(BaseModule):
         ])
         self.ln_final = nn.LayerNorm(C, eps=1e-5)
         self.projection = nn.Parameter(torch.randn(C, out_channels) * C**-0.5)
+
+    def _resolve_arch(self, arch: Union[str, Dict[str, int]]) -> Dict[str, int]:
+        keys = set(self.arch_zoo['b'])
+        if isinstance(arch, dict):
+            if set(arch) != keys:
+                raise ValueError(f'A custom text arch must be a dict with exactly the keys '
+                                 f'{sorted(keys)}; got {arch!r}.')
+            return dict(arch)
+        if arch not in self.arch_zoo:
+            raise ValueError(f'Unknown text arch {arch!r}; choose one of {sorted(self.arch_zoo)} '
+                             f'or pass a dict with keys {sorted(keys)}.')
+        return dict(self.arch_zoo[arch])
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         """text [B, L] token ids -> embedding [B, D] (not normalised)."""
