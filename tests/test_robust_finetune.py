@@ -6,12 +6,10 @@ The towers are open_clip ``CLIP`` models with random weights and a tiny architec
 with open_clip's own outputs or with the zero-shot model, never with numbers written here.
 """
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 from mmclip.checkpoint import load_checkpoint
@@ -111,7 +109,7 @@ def test_zeroshot_to_classifier_tool_writes_a_checkpoint_once(open_clip_file, tm
     classes = ['tree', 'car', 'cat']
     assert tool.main([str(config), str(dst), '--pretrained', str(path),
                       '--classes', ','.join(classes), '--templates', '|'.join(TEMPLATES)]) == 0
-    assert f'3 classes x 2 templates' in capsys.readouterr().out
+    assert '3 classes x 2 templates' in capsys.readouterr().out
     classifier = MODELS.build(classifier_cfg(num_classes=3)).eval()
     load_checkpoint(classifier, str(dst), strict=True)
     zero_shot = loaded_zero_shot(path, classes=classes)
