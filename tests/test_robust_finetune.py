@@ -6,10 +6,12 @@ The towers are open_clip ``CLIP`` models with random weights and a tiny architec
 with open_clip's own outputs or with the zero-shot model, never with numbers written here.
 """
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 from mmclip.checkpoint import load_checkpoint
@@ -126,3 +128,183 @@ def test_zeroshot_to_classifier_tool_writes_a_checkpoint_once(open_clip_file, tm
     assert [line.split(':')[0] for line in err] == ['ERROR', 'ERROR']
     assert 'exists' in err[0] and 'pretrained' in err[1]
     assert not (tmp_path / 'new.pth').exists()
+
+
+# ---- 2. tools/wise_ft.py -------------------------------------------------------------------
+wise_ft = load_tool('wise_ft.py')
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=32, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackInputs'),
+]
+CLIP_PREPROCESSOR = dict(mean=[122.770938, 116.7460125, 104.09373615],
+                         std=[68.5005327, 66.6321579, 70.32316305], to_rgb=True)
+
+
+@pytest.fixture(scope='module')
+def end_points(open_clip_file, tmp_path_factory):
+    """(zero-shot classifier checkpoint, "fine-tuned" checkpoint: every weight moved)."""
+    _, path = open_clip_file
+    folder = tmp_path_factory.mktemp('end_points')
+    zero_shot = zero_shot_init_state_dict(loaded_zero_shot(path))
+    gen = torch.Generator().manual_seed(3)
+    fine_tuned = {k: v + 0.05 * (v.abs().mean() + 0.01) * torch.randn(v.shape, generator=gen)
+                  for k, v in zero_shot.items()}
+    torch.save({'state_dict': zero_shot}, folder / 'zero_shot.pth')
+    torch.save({'state_dict': fine_tuned, 'meta': {'iter': 10}}, folder / 'fine_tuned.pth')
+    return folder / 'zero_shot.pth', folder / 'fine_tuned.pth'
+
+
+def read_state(path: Path) -> dict:
+    return torch.load(path, weights_only=True)['state_dict']
+
+
+def logits_of(state: dict, images: torch.Tensor) -> torch.Tensor:
+    model = MODELS.build(classifier_cfg()).eval()
+    model.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        return model(images)
+
+
+def test_alpha_end_points_are_exact_and_half_is_the_midpoint(end_points, tmp_path, capsys):
+    zs_path, ft_path = end_points
+    assert wise_ft.main([str(zs_path), str(ft_path), '--alphas', '1', '0.5', '0',
+                         '--out', str(tmp_path / 'out')]) == 0
+    zs, ft = read_state(zs_path), read_state(ft_path)
+    alpha0 = read_state(tmp_path / 'out' / 'wise_ft_alpha_0.000.pth')
+    alpha1 = read_state(tmp_path / 'out' / 'wise_ft_alpha_1.000.pth')
+    half = read_state(tmp_path / 'out' / 'wise_ft_alpha_0.500.pth')
+    assert alpha0.keys() == zs.keys() == alpha1.keys() == half.keys()
+    for key in zs:
+        assert torch.equal(alpha0[key], zs[key]), key
+        assert torch.equal(alpha1[key], ft[key]), key
+        torch.testing.assert_close(half[key], (zs[key] + ft[key]) / 2, atol=1e-7, rtol=1e-6)
+        assert not torch.equal(zs[key], ft[key]), 'every weight moved, so the test can fail'
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(logits_of(alpha0, images), logits_of(zs, images))
+    assert torch.equal(logits_of(alpha1, images), logits_of(ft, images))
+    meta = torch.load(tmp_path / 'out' / 'wise_ft_alpha_0.500.pth', weights_only=True)['meta']
+    assert meta['wise_ft'] == dict(alpha=0.5, zero_shot=str(zs_path), fine_tuned=str(ft_path))
+
+
+def test_wise_ft_refuses_mismatched_checkpoints_and_foreign_files(end_points, tmp_path, capsys):
+    zs_path, ft_path = end_points
+    other = read_state(ft_path)
+    other['head.layers.head.weight'] = other['head.layers.head.weight'][:3]
+    torch.save(other, tmp_path / 'three_classes.pth')
+    out = tmp_path / 'out'
+    assert wise_ft.main([str(zs_path), str(tmp_path / 'three_classes.pth'), '--out',
+                         str(out), '--alphas', '0.5']) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('ERROR: head.layers.head.weight: ZERO_SHOT has torch.float32 (4, 16)')
+    assert '\n' not in err and not list(out.glob('*.pth'))
+
+    foreign = out / 'wise_ft_alpha_0.500.pth'
+    foreign.write_bytes(b'my own file')
+    assert wise_ft.main([str(zs_path), str(ft_path), '--out', str(out), '--alphas', '0',
+                         '0.5']) == 1
+    assert 'was not written by tools/wise_ft.py' in capsys.readouterr().err
+    assert foreign.read_bytes() == b'my own file'
+    assert not (out / 'wise_ft_alpha_0.000.pth').exists(), 'refused before any work'
+    foreign.unlink()
+    # Its own files it may write again (a second run with more alphas).
+    for _ in range(2):
+        assert wise_ft.main([str(zs_path), str(ft_path), '--out', str(out), '--alphas', '0',
+                             '0.5']) == 0
+    record = json.loads((out / 'wise_ft.json').read_text())
+    assert sorted(record['written']) == ['wise_ft_alpha_0.000.pth', 'wise_ft_alpha_0.500.pth']
+    # ... but not once it was changed by someone else.
+    with open(out / 'wise_ft_alpha_0.000.pth', 'ab') as f:
+        f.write(b'\0')
+    assert wise_ft.main([str(zs_path), str(ft_path), '--out', str(out), '--alphas', '0']) == 1
+    assert 'changed since' in capsys.readouterr().err
+
+
+def class_folder(root: Path, images_dir: Path, gray: bool) -> Path:
+    """``<root>/<class>/<photo>``: the test photos spread over CLASSES, optionally gray
+    (a stand-in distribution shift)."""
+    from PIL import Image
+    photos = sorted(p for p in images_dir.iterdir() if p.suffix in ('.png', '.jpg'))
+    for i, photo in enumerate(photos):
+        folder = root / CLASSES[i % len(CLASSES)]
+        folder.mkdir(parents=True, exist_ok=True)
+        with Image.open(photo) as img:
+            img = img.convert('L' if gray else 'RGB')
+            img.thumbnail((48, 48))
+            img.save(folder / f'{photo.stem}.png')
+    return root
+
+
+def write_eval_config(path: Path, data_root: Path) -> Path:
+    # serialize_data=False: mmengine's serialisation runs a full gc.collect() per build.
+    dataset = dict(type='CustomDataset', data_root=str(data_root), pipeline=PIPELINE,
+                   serialize_data=False)
+    cfg = dict(default_scope='mmclip', model=classifier_cfg(),
+               data_preprocessor=dict(num_classes=len(CLASSES), **CLIP_PREPROCESSOR),
+               test_dataloader=dict(batch_size=4, num_workers=0, dataset=dataset,
+                                    sampler=dict(type='DefaultSampler', shuffle=False)),
+               test_evaluator=dict(type='Accuracy', topk=(1, )), test_cfg=dict(),
+               env_cfg=dict(dist_cfg=dict(backend='gloo')),
+               visualizer=dict(type='LazyFigureVisualizer',
+                               vis_backends=[dict(type='LocalVisBackend')]))
+    Config(cfg).dump(str(path))
+    return path
+
+
+def eval_set_of(config: Path) -> tuple:
+    """(the config's model with random weights, its whole test set as one batch)."""
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+
+    from mmclip.registry import DATASETS
+    cfg = Config.fromfile(config)
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor)).eval()
+    with DefaultScope.overwrite_default_scope('mmclip'):
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    return model, model.data_preprocessor(
+        pseudo_collate([dataset[i] for i in range(len(dataset))]))
+
+
+def direct_top1(state: dict, eval_set: tuple) -> float:
+    """Top-1 of the weights on a ``eval_set_of`` result, computed here without a Runner."""
+    model, batch = eval_set
+    model.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        predicted = model(batch['inputs']).argmax(dim=1)
+    labels = torch.cat([s.gt_label for s in batch['data_samples']])
+    return 100.0 * (predicted == labels).float().mean().item()
+
+
+def test_wise_ft_end_to_end_evaluates_and_draws_the_curve(end_points, tmp_path, images_dir,
+                                                         capsys):
+    from PIL import Image
+    zs_path, ft_path = end_points
+    configs = [write_eval_config(tmp_path / 'in_dist.py',
+                                 class_folder(tmp_path / 'rgb', images_dir, gray=False)),
+               write_eval_config(tmp_path / 'gray_shift.py',
+                                 class_folder(tmp_path / 'gray', images_dir, gray=True))]
+    out = tmp_path / 'out'
+    assert wise_ft.main([str(zs_path), str(ft_path), '--out', str(out), '--alphas', '0', '0.5',
+                         '1', '--eval'] + [str(c) for c in configs]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((out / 'wise_ft.json').read_text())
+    eval_sets = [eval_set_of(config) for config in configs]
+    assert sorted(record['results']) == ['0.000', '0.500', '1.000']
+    for alpha in ('0.000', '0.500', '1.000'):
+        state = read_state(out / f'wise_ft_alpha_{alpha}.pth')
+        values = []
+        for config, eval_set in zip(configs, eval_sets):
+            top1 = record['results'][alpha][config.stem]['accuracy/top1']
+            assert top1 == pytest.approx(direct_top1(state, eval_set)), (alpha, config.stem)
+            values.append(top1)
+        # The table line of this alpha: both sets and the (one-set) shift mean.
+        assert f'{alpha} | {values[0]:.2f} | {values[1]:.2f} | {values[1]:.2f}' in printed
+    assert 'alpha | in_dist | gray_shift | shift mean' in printed
+    assert sorted(record['written']) == ['wise_ft_alpha_0.000.pth', 'wise_ft_alpha_0.500.pth',
+                                         'wise_ft_alpha_1.000.pth', 'wise_ft_curve.png']
+    with Image.open(out / 'wise_ft_curve.png') as png:
+        assert png.format == 'PNG' and png.size == (600, 450)
+        colors = {c for _, c in png.convert('RGB').getcolors(maxcolors=1 << 20)}
+    # The end-point markers are drawn in their own colours (green, red: matplotlib's tab:).
+    assert (44, 160, 44) in colors and (214, 39, 40) in colors
