@@ -308,3 +308,53 @@ def test_wise_ft_end_to_end_evaluates_and_draws_the_curve(end_points, tmp_path, 
         colors = {c for _, c in png.convert('RGB').getcolors(maxcolors=1 << 20)}
     # The end-point markers are drawn in their own colours (green, red: matplotlib's tab:).
     assert (44, 160, 44) in colors and (214, 39, 40) in colors
+
+
+# ---- 3. FLYP ---------------------------------------------------------------------------------
+def test_clip_contrastive_loss_equals_open_clips_clip_loss():
+    from open_clip.loss import ClipLoss
+
+    from mmclip.models.losses import clip_contrastive_loss
+    gen = torch.Generator().manual_seed(5)
+    for batch, dim, scale in ((2, 8, 1.0), (7, 16, 14.285), (32, 64, 100.0)):
+        image = torch.nn.functional.normalize(torch.randn(batch, dim, generator=gen), dim=-1)
+        text = torch.nn.functional.normalize(torch.randn(batch, dim, generator=gen), dim=-1)
+        scale = torch.tensor(scale)
+        torch.testing.assert_close(clip_contrastive_loss(image, text, scale),
+                                   ClipLoss()(image, text, scale), atol=1e-6, rtol=1e-6)
+
+
+def flyp_cfg(train_templates=None) -> dict:
+    return dict(zero_shot_cfg(), type='FLYPClassifier', train_templates=train_templates)
+
+
+def test_flyp_loss_is_clip_loss_on_the_models_features_and_trains_both_towers(open_clip_file):
+    import open_clip
+    from open_clip.loss import ClipLoss
+
+    from mmclip.structures import DataSample
+    oc, path = open_clip_file
+    model = MODELS.build(flyp_cfg())
+    load_checkpoint(model, str(path), strict=True)
+    model.train()
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    labels = [2, 0, 2, 1, 3]
+    samples = [DataSample().set_gt_label(y) for y in labels]
+    prompts = model.training_prompts(torch.tensor(labels))
+    assert [p in {t.format(CLASSES[y]) for t in TEMPLATES} for p, y in zip(prompts, labels)] \
+        == [True] * 5
+    loss = model(images, samples, mode='loss')['loss']
+    # The same loss from open_clip's own towers, features and ClipLoss.
+    with torch.no_grad():
+        expected = ClipLoss()(oc.encode_image(images, normalize=True),
+                              oc.encode_text(open_clip.tokenize(prompts), normalize=True),
+                              oc.logit_scale.exp())
+    torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=0)
+    assert int(model.flyp_step) == 1 and not model.head_built
+    assert model.training_prompts(torch.tensor(labels * 4)) != prompts * 4, 'a new draw'
+    loss.backward()
+    for name in ('backbone.patch_embed.projection.weight', 'backbone.layers.1.attn.qkv.weight',
+                 'head.proj', 'head.logit_scale', 'text_backbone.layers.0.attn.qkv.weight',
+                 'text_backbone.projection', 'text_backbone.token_embedding.weight'):
+        grad = model.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name

@@ -12,8 +12,8 @@ weight. That is meaningful because the fine-tuned head started from the zero-sho
 tools/model_converters/zeroshot_to_classifier.py, which also writes ZERO_SHOT). For
 classifiers that keep a text tower (FLYP), the text tower and the logit scale are
 interpolated too, and the class embeddings, which are derived from them, are left out
-and rebuilt from the interpolated tower when the checkpoint is loaded. Tensors that are
-not floating point (counters, digests) are taken from FINE_TUNED. alpha 0 gives ZERO_SHOT
+and rebuilt from the interpolated tower when the checkpoint is loaded (as is FLYP's step
+counter). Other tensors that are not floating point are taken from FINE_TUNED. alpha 0 gives ZERO_SHOT
 and alpha 1 FINE_TUNED bit for bit.
 
 DIR receives ``wise_ft_alpha_<alpha>.pth`` (``state_dict`` and ``meta``), the record
@@ -46,15 +46,16 @@ import torch
 import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint.loader import load_state_dict_from_source
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
-from mmclip.models.classifiers import ZeroShotClassifier
+from mmclip.models.classifiers import FLYPClassifier
 from mmclip.utils.atomic_file import atomic_write
 
 DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 RECORD = 'wise_ft.json'
 CURVE = 'wise_ft_curve.png'
-# Weights derived from other weights, rebuilt when a checkpoint lacks them: interpolating
-# them would pair a zero-shot head with an interpolated text tower.
-DERIVED_KEYS = tuple(ZeroShotClassifier.optional_state_keys)
+# Tensors the models derive themselves when a checkpoint lacks them (the class embeddings
+# of a text tower, FLYP's step counter): interpolating the embeddings would pair the
+# interpolated text tower with a head it did not build.
+DERIVED_KEYS = tuple(FLYPClassifier.optional_state_keys)
 StateDict = Dict[str, torch.Tensor]
 
 
