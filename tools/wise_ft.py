@@ -13,8 +13,8 @@ tools/model_converters/zeroshot_to_classifier.py, which also writes ZERO_SHOT). 
 classifiers that keep a text tower (FLYP), the text tower and the logit scale are
 interpolated too, and the class embeddings, which are derived from them, are left out
 and rebuilt from the interpolated tower when the checkpoint is loaded (as is FLYP's step
-counter). Other tensors that are not floating point are taken from FINE_TUNED. alpha 0 gives ZERO_SHOT
-and alpha 1 FINE_TUNED bit for bit.
+counter). Other tensors that are not floating point are taken from FINE_TUNED. alpha 0
+gives ZERO_SHOT and alpha 1 FINE_TUNED bit for bit.
 
 DIR receives ``wise_ft_alpha_<alpha>.pth`` (``state_dict`` and ``meta``), the record
 ``wise_ft.json`` (the files this tool wrote with their SHA-256, and the metrics), and, with
