@@ -19,7 +19,7 @@ from mmclip.models.classifiers.zero_shot_init import zero_shot_init_state_dict
 from mmclip.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ['cat', 'dog', 'rocket', 'horse']
+CLASSES = ['cat', 'dog', 'horse', 'rocket']  # sorted: the label order of their folders
 TEMPLATES = ['a photo of a {}.', 'art of the {}.']
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128)
 EMBED = 16
@@ -221,11 +221,11 @@ def test_wise_ft_refuses_mismatched_checkpoints_and_foreign_files(end_points, tm
     assert 'changed since' in capsys.readouterr().err
 
 
-def class_folder(root: Path, images_dir: Path, gray: bool) -> Path:
-    """``<root>/<class>/<photo>``: the test photos spread over CLASSES, optionally gray
-    (a stand-in distribution shift)."""
+def class_folder(root: Path, images_dir: Path, gray: bool, limit: int = 100) -> Path:
+    """``<root>/<class>/<photo>``: the first ``limit`` test photos spread over CLASSES,
+    optionally gray (a stand-in distribution shift)."""
     from PIL import Image
-    photos = sorted(p for p in images_dir.iterdir() if p.suffix in ('.png', '.jpg'))
+    photos = sorted(p for p in images_dir.iterdir() if p.suffix in ('.png', '.jpg'))[:limit]
     for i, photo in enumerate(photos):
         folder = root / CLASSES[i % len(CLASSES)]
         folder.mkdir(parents=True, exist_ok=True)
@@ -358,3 +358,193 @@ def test_flyp_loss_is_clip_loss_on_the_models_features_and_trains_both_towers(op
                  'text_backbone.projection', 'text_backbone.token_embedding.weight'):
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+# ---- 4. the recipes, shrunk to the tiny towers and a tiny folder ---------------------------
+train_tool = load_tool('train.py')
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory, images_dir) -> Path:
+    """``train/<class>/<photo>`` over CLASSES: 8 test photos, 2 per class."""
+    root = tmp_path_factory.mktemp('folder')
+    class_folder(root / 'train', images_dir, gray=False, limit=8)
+    return root
+
+
+def shrink_recipe(name: str, root: Path, pretrained: Path, work_dir: Path, max_epochs: int,
+                  lr: float, deterministic: bool = False) -> Path:
+    """``configs/clip/<name>`` with the tiny towers at 32 px on ``root``'s folders, the hooks
+    loading ``pretrained``; the recipe (model type, head, hooks, optimizer, clipping,
+    schedule shape, pipelines) is the config's own. A test-size LR without warm-up lets a
+    few steps show, and ``deterministic`` swaps the random crop for the test pipeline, so
+    that a resumed run can be compared bit for bit (mmengine does not save the
+    generators)."""
+    cfg = Config.fromfile(ROOT / 'configs' / 'clip' / name)
+    cfg.model.backbone.update(arch=TINY, img_size=32, patch_size=16)
+    cfg.model.head.update(in_channels=32, out_channels=EMBED)
+    if cfg.model.type == 'FLYPClassifier':
+        cfg.model.text_backbone.update(arch=TINY, out_channels=EMBED)
+        cfg.model.head.classes = CLASSES
+    else:
+        cfg.model.head.num_classes = len(CLASSES)
+    cfg.data_preprocessor.num_classes = len(CLASSES)
+    for hook in cfg.custom_hooks:
+        hook['checkpoint'] = str(pretrained)
+        if 'text_backbone' in hook:
+            hook['text_backbone'].update(arch=TINY, out_channels=EMBED)
+    test_pipeline = [dict(t, **{k: 32 for k in ('scale', 'crop_size') if k in t})
+                     for t in cfg.test_dataloader.dataset.pipeline]
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        pipeline = [dict(t, **{k: 32 for k in ('scale', 'crop_size') if k in t})
+                    for t in loader.dataset.pipeline]
+        loader.update(batch_size=4, num_workers=0, persistent_workers=False)
+        loader.dataset.update(data_root=str(root), data_prefix='train', serialize_data=False,
+                              pipeline=test_pipeline if deterministic else pipeline)
+        if cfg.model.type == 'FLYPClassifier':
+            loader.dataset.classes = CLASSES
+    cfg.optim_wrapper.optimizer.lr = lr
+    cfg.param_scheduler = [s for s in cfg.param_scheduler if s['type'] != 'LinearLR']
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.default_hooks.logger.interval = 1
+    cfg.visualizer = dict(type='LazyFigureVisualizer', vis_backends=[dict(type='LocalVisBackend')])
+    cfg.experiment_name = f'{work_dir.name}_{max_epochs}_{name}'
+    path = work_dir.parent / f'{work_dir.name}_{max_epochs}_{name}'
+    cfg.dump(str(path))
+    return path
+
+
+def train(config: Path, work_dir: Path, *extra: str) -> None:
+    assert train_tool.main([str(config), '--work-dir', str(work_dir), *extra]) == 0
+
+
+def fixed_batch_loss(config: Path, state: dict, folder: Path) -> float:
+    """The model's training loss on all of the folder's images (FLYP: with the prompts of
+    its first step), without augmentation."""
+    cfg = Config.fromfile(config)
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    model.load_state_dict(state, strict=False)  # a zero-shot init has no text tower
+    dataset = dict(cfg.test_dataloader.dataset, data_root=str(folder))
+    cfg.test_dataloader.dataset = dataset
+    _, batch = eval_set_of_cfg(cfg, model)
+    if hasattr(model, 'flyp_step'):
+        # One image per class: the contrastive loss of a batch with two images of a class
+        # has a floor that training on other batches need not lower.
+        labels = [int(s.gt_label) for s in batch['data_samples']]
+        keep = [labels.index(c) for c in range(len(CLASSES))]
+        batch = dict(inputs=batch['inputs'][keep],
+                     data_samples=[batch['data_samples'][i] for i in keep])
+        model.flyp_step.zero_()
+    model.eval()
+    with torch.no_grad():
+        return model(**batch, mode='loss')['loss'].item()
+
+
+def eval_set_of_cfg(cfg: Config, model) -> tuple:
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+
+    from mmclip.registry import DATASETS
+    with DefaultScope.overwrite_default_scope('mmclip'):
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    return model, model.data_preprocessor(
+        pseudo_collate([dataset[i] for i in range(len(dataset))]))
+
+
+def read_checkpoint(path: Path) -> dict:
+    from mmclip.checkpoint import read_checkpoint_file
+    return read_checkpoint_file(str(path))
+
+
+def assert_same(a, b, where: str = '') -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f'{where}.{key}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f'{where}[{i}]')
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def train_and_resume(name: str, folder: Path, pretrained: Path, tmp_path: Path,
+                     lr: float) -> Path:
+    """Two epochs straight, and one epoch then a resumed second one: weights, optimizer
+    state and schedulers must be equal bit for bit. Returns the straight run's config."""
+    straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+    config = shrink_recipe(name, folder, pretrained, straight, 2, lr, deterministic=True)
+    train(config, straight)
+    train(shrink_recipe(name, folder, pretrained, resumed, 1, lr, deterministic=True), resumed)
+    train(shrink_recipe(name, folder, pretrained, resumed, 2, lr, deterministic=True), resumed,
+          '--resume')
+    log = sorted(resumed.rglob('*.log'))[-1].read_text()
+    assert 'skipped' in log and 'Epoch(train)   [1]' not in log, 'resumed, not restarted'
+    a, b = read_checkpoint(straight / 'epoch_2.pth'), read_checkpoint(resumed / 'epoch_2.pth')
+    for key in ('state_dict', 'optimizer', 'param_schedulers'):
+        assert_same(a[key], b[key], key)
+    return config
+
+
+def run_log(work_dir: Path) -> str:
+    return '\n'.join(p.read_text() for p in sorted(work_dir.rglob('*.log')))
+
+
+@pytest.mark.parametrize('recipe', ['zs-init-ft', 'zs-init-lp'])
+def test_zero_shot_init_recipes_train_save_and_resume_exactly(recipe, open_clip_file, folder,
+                                                              tmp_path):
+    oc, path = open_clip_file
+    name = f'clip_vit-base-p16_openai_{recipe}_custom.py'
+    lr = 1e-3 if recipe == 'zs-init-ft' else 1e-1  # a lone linear layer of norm-14 rows
+    config = train_and_resume(name, folder, path, tmp_path, lr)
+    log = run_log(tmp_path / 'straight')
+    assert 'ZeroShotInitHook: initialised the classifier' in log
+    assert '4 classes x 80 templates' in log
+    start = zero_shot_init_state_dict(loaded_zero_shot(path, templates='openai_imagenet'))
+    trained = read_checkpoint(tmp_path / 'straight' / 'epoch_2.pth')['state_dict']
+    before = fixed_batch_loss(config, start, folder)
+    after = fixed_batch_loss(config, trained, folder)
+    assert after < 0.9 * before, (before, after)
+    moved = {k for k in start if not torch.equal(start[k], trained[k])}
+    if recipe == 'zs-init-lp':
+        assert moved == {'head.layers.head.weight', 'head.layers.head.bias'}
+    else:
+        assert {'backbone.layers.0.attn.qkv.weight', 'head.proj'} <= moved
+
+
+def test_lp_ft_starts_from_the_linear_probe_and_resumes_exactly(open_clip_file, folder,
+                                                                tmp_path):
+    oc, path = open_clip_file
+    probe = shrink_recipe('clip_vit-base-p16_openai_zs-init-lp_custom.py', folder, path,
+                          tmp_path / 'probe', 1, 1e-1)
+    train(probe, tmp_path / 'probe')
+    probed = tmp_path / 'probe' / 'epoch_1.pth'
+    name = 'clip_vit-base-p16_openai_lp-ft_custom.py'
+    assert 'zs-init-lp_custom/epoch_10.pth' in (ROOT / 'configs/clip' / name).read_text()
+    config = train_and_resume(name, folder, probed, tmp_path, 1e-3)
+    log = run_log(tmp_path / 'straight')
+    assert f'Loaded checkpoint {probed}' in log and 'Dropped the head' not in log
+    start = read_checkpoint(probed)['state_dict']
+    trained = read_checkpoint(tmp_path / 'straight' / 'epoch_2.pth')['state_dict']
+    before = fixed_batch_loss(config, start, folder)
+    assert fixed_batch_loss(config, trained, folder) < 0.9 * before
+
+
+def test_flyp_recipe_trains_both_towers_saves_and_resumes_exactly(open_clip_file, folder,
+                                                                  tmp_path):
+    oc, path = open_clip_file
+    config = train_and_resume('clip_vit-base-p16_openai_flyp_custom.py', folder, path,
+                              tmp_path, 1e-3)
+    start = loaded_zero_shot(path).state_dict()
+    trained = read_checkpoint(tmp_path / 'straight' / 'epoch_2.pth')['state_dict']
+    assert int(trained['flyp_step']) == 4  # 8 images, batch 4, 2 epochs
+    for key in ('backbone.layers.0.attn.qkv.weight', 'head.proj', 'head.logit_scale',
+                'text_backbone.layers.0.attn.qkv.weight', 'text_backbone.projection'):
+        assert not torch.equal(start[key], trained[key]), key
+    before = fixed_batch_loss(config, start, folder)
+    assert fixed_batch_loss(config, trained, folder) < 0.9 * before
+    assert 'accuracy/top1' in run_log(tmp_path / 'straight')  # zero-shot with trained towers
