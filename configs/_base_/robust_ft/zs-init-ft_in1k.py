@@ -11,7 +11,8 @@
 # cosine schedule after a linear warm-up, cross-entropy) and clip/clip.py (training crop
 # RandomResizedCrop(224, scale=(0.9, 1.0)) bicubic, no flip).
 # One difference: mmengine's cosine here spans all iterations and overlaps the 500 warm-up
-# iterations (WiSE-FT starts it after them), which changes each LR by under 0.1 %.
+# iterations (WiSE-FT starts it after them): on ImageNet (25,030 steps) the LR differs from
+# WiSE-FT's by at most 1.9 % of the base LR.
 _base_ = ['../datasets/imagenet_bs64_224.py']
 
 # CLIP image tower (pre-norm ViT, LayerNorm eps 1e-5, class token after ln1) -> projection
