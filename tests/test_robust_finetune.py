@@ -548,3 +548,44 @@ def test_flyp_recipe_trains_both_towers_saves_and_resumes_exactly(open_clip_file
     before = fixed_batch_loss(config, start, folder)
     assert fixed_batch_loss(config, trained, folder) < 0.9 * before
     assert 'accuracy/top1' in run_log(tmp_path / 'straight')  # zero-shot with trained towers
+
+
+def test_wise_ft_of_a_flyp_model_interpolates_both_towers(open_clip_file, folder, tmp_path):
+    """ZERO_SHOT the open_clip file itself, FINE_TUNED a FLYP checkpoint: alpha 0 is the
+    zero-shot model and alpha 1 the FLYP model, each with its head rebuilt from its own
+    (interpolated) text tower."""
+    oc, path = open_clip_file
+    name = 'clip_vit-base-p16_openai_flyp_custom.py'
+    config = shrink_recipe(name, folder, path, tmp_path / 'work', 1, 1e-3, deterministic=True)
+    train(config, tmp_path / 'work')
+    flyp = tmp_path / 'work' / 'epoch_1.pth'
+    out = tmp_path / 'wise_ft'
+    assert wise_ft.main([str(path), str(flyp), '--out', str(out), '--alphas', '0', '1']) == 0
+    cfg = Config.fromfile(config)
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+
+    def logits(checkpoint: Path) -> torch.Tensor:
+        model = MODELS.build(cfg.model).eval()
+        load_checkpoint(model, str(checkpoint), strict=True)
+        with torch.no_grad():
+            return model(images)
+
+    theirs = open_clip_logits(oc, images, CLASSES, cfg.model.head.templates)
+    torch.testing.assert_close(logits(out / 'wise_ft_alpha_0.000.pth'), theirs, atol=1e-5,
+                               rtol=0)
+    torch.testing.assert_close(logits(out / 'wise_ft_alpha_1.000.pth'), logits(flyp),
+                               atol=1e-6, rtol=0)
+    assert (logits(flyp) - theirs).abs().max() > 1e-3, 'FLYP moved the model'
+
+
+def open_clip_logits(oc, images, classes, templates) -> torch.Tensor:
+    """open_clip's own zero-shot logits (its classifier builder and encoders)."""
+    import open_clip
+
+    from mmclip.models.utils.zero_shot import resolve_prompts
+    templates = resolve_prompts(classes, templates)[1]
+    with torch.no_grad():
+        weights = open_clip.build_zero_shot_classifier(
+            oc, tokenizer=open_clip.get_tokenizer('ViT-B-32'), classnames=classes,
+            templates=templates, device='cpu')
+        return oc.logit_scale.exp() * oc.encode_image(images, normalize=True) @ weights
