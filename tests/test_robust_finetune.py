@@ -589,3 +589,92 @@ def open_clip_logits(oc, images, classes, templates) -> torch.Tensor:
             oc, tokenizer=open_clip.get_tokenizer('ViT-B-32'), classnames=classes,
             templates=templates, device='cpu')
         return oc.logit_scale.exp() * oc.encode_image(images, normalize=True) @ weights
+
+
+GATHER_SCRIPT = '''
+import importlib.util
+import sys
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+# The loss module alone (it needs torch only): importing mmclip in each process is slow.
+spec = importlib.util.spec_from_file_location('clip_loss', CLIP_LOSS_FILE)
+clip_loss = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(clip_loss)
+
+
+class Towers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.image, self.text = torch.nn.Linear(6, 4), torch.nn.Linear(5, 4)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x, t):
+        n = torch.nn.functional.normalize
+        return n(self.image(x), dim=-1), n(self.text(t), dim=-1), self.logit_scale.exp()
+
+
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(8, 6, generator=g), torch.randn(8, 5, generator=g)
+
+
+def result(model, loss, **extra):
+    return dict(loss=loss.detach(), grads={k: p.grad for k, p in model.named_parameters()},
+                **extra)
+
+
+def rank_main(rank, port, out):
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+                            world_size=2)
+    model = Towers()
+    x, t = batch()
+    image, text, scale = model(x[4 * rank:4 * rank + 4], t[4 * rank:4 * rank + 4])
+    gather = clip_loss.gather_across_ranks
+    loss = clip_loss.clip_contrastive_loss(gather(image), gather(text), scale)
+    loss.backward()
+    for p in model.parameters():  # what DistributedDataParallel does: average
+        dist.all_reduce(p.grad)
+        p.grad /= 2
+    local = clip_loss.clip_contrastive_loss(image, text, scale)  # this rank's 4 pairs only
+    if rank == 0:
+        torch.save(result(model, loss, local=local.detach()), out + '.two')
+    dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    model = Towers()  # the whole batch in one process, nothing gathered
+    loss = clip_loss.clip_contrastive_loss(*model(*batch()))
+    loss.backward()
+    torch.save(result(model, loss), sys.argv[2] + '.one')
+    mp.spawn(rank_main, args=(int(sys.argv[1]), sys.argv[2]), nprocs=2)
+'''
+
+
+def test_flyp_loss_over_two_ranks_equals_one_process_with_the_whole_batch(tmp_path):
+    """Each of 2 gloo ranks holds half the batch; with the features gathered, the loss and
+    the rank-averaged gradients (as DistributedDataParallel averages them) equal one
+    process's on the whole batch."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    script = tmp_path / 'gather.py'
+    loss_file = ROOT / 'mmclip' / 'models' / 'losses' / 'clip_loss.py'
+    script.write_text(GATHER_SCRIPT.replace('CLIP_LOSS_FILE', repr(str(loss_file))))
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, str(script), str(port), str(tmp_path / 'out')],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'Warning' not in result.stderr, result.stderr
+    one, two = (torch.load(tmp_path / f'out.{n}', weights_only=True) for n in ('one', 'two'))
+    torch.testing.assert_close(two['loss'], one['loss'], atol=1e-6, rtol=0)
+    for key, grad in one['grads'].items():
+        torch.testing.assert_close(two['grads'][key], grad, atol=1e-6, rtol=1e-5)
+    # Without the gathering a rank's loss sees only its own 4 pairs: another value.
+    assert abs(two['local'].item() - one['loss'].item()) > 1e-3

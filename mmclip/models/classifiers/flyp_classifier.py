@@ -3,11 +3,12 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.dist import get_rank
 
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
-from ..losses import clip_contrastive_loss
+from ..losses import clip_contrastive_loss, gather_across_ranks
 from ..utils.tokenizer import tokenize
 from ..utils.zero_shot import build_class_embeddings, resolve_prompts
 from .zero_shot_classifier import ZeroShotClassifier
@@ -24,8 +25,9 @@ class FLYPClassifier(ZeroShotClassifier):
     the pairs; locuslab/FLYP ``datacreation_scripts/imagenet_csv_creator.py``), and the
     loss is ``clip_contrastive_loss`` between the L2-normalised image and text embeddings
     with ``exp(logit_scale)``: open_clip's ``ClipLoss`` as FLYP's ``src/models/flyp_loss.py``
-    calls it (one process; the other pairs of the batch are the negatives). Gradients reach
-    the image tower, the projection, the text tower and the logit scale. Predictions are
+    calls it, the other pairs of the whole batch being the negatives (across all ranks of a
+    distributed run: ``gather_across_ranks``). Gradients reach the image tower, the
+    projection, the text tower and the logit scale. Predictions are
     zero-shot classification with the current towers: the class embeddings are rebuilt
     (without the cache, whose files would pile up one per evaluation) before the first
     forward after a training step.
@@ -35,7 +37,7 @@ class FLYPClassifier(ZeroShotClassifier):
             head's ``templates``).
 
     The template draws come from a generator seeded with ``flyp_step`` (a counter saved
-    with the model), so a resumed run draws what an uninterrupted one would.
+    with the model) and the rank, so a resumed run draws what an uninterrupted one would.
     """
 
     optional_state_keys = ZeroShotClassifier.optional_state_keys + ('flyp_step', )
@@ -63,7 +65,8 @@ class FLYPClassifier(ZeroShotClassifier):
     def training_prompts(self, labels: torch.Tensor) -> List[str]:
         """One prompt per label, its template drawn with the generator of this step."""
         templates = self.train_templates or self.head.templates
-        generator = torch.Generator().manual_seed(int(self.flyp_step))
+        # Each rank its own draws (its own images), each step new ones.
+        generator = torch.Generator().manual_seed(int(self.flyp_step) * 65537 + get_rank())
         picks = torch.randint(len(templates), (len(labels), ), generator=generator)
         classes = self.head.classes
         return [templates[int(t)].format(classes[int(y)]) for t, y in zip(picks, labels)]
@@ -81,7 +84,9 @@ class FLYPClassifier(ZeroShotClassifier):
         text = F.normalize(self.text_backbone(tokens), dim=-1)
         self.flyp_step += 1
         self._head_ready = False  # the towers are about to change
-        return dict(loss=clip_contrastive_loss(image, text, self.head.logit_scale.exp()))
+        loss = clip_contrastive_loss(gather_across_ranks(image), gather_across_ranks(text),
+                                     self.head.logit_scale.exp())
+        return dict(loss=loss)
 
     def compute_class_embeddings(self) -> torch.Tensor:
         return build_class_embeddings(self.text_backbone, self.head.classes,
