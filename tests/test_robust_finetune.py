@@ -678,3 +678,31 @@ def test_flyp_loss_over_two_ranks_equals_one_process_with_the_whole_batch(tmp_pa
         torch.testing.assert_close(two['grads'][key], grad, atol=1e-6, rtol=1e-5)
     # Without the gathering a rank's loss sees only its own 4 pairs: another value.
     assert abs(two['local'].item() - one['loss'].item()) > 1e-3
+
+
+def test_zero_shot_init_hook_takes_the_training_sets_names_and_refuses_a_wrong_count(
+        open_clip_file):
+    """classes=None builds the head from the training set's class names, in label order; a
+    class list of another length than the head is one clear error, before any loading."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MMLogger
+
+    from mmclip.engine import ZeroShotInitHook
+    oc, path = open_clip_file
+    names = ['rocket', 'cat', 'horse', 'dog']  # label order, not sorted
+    model = MODELS.build(classifier_cfg()).eval()
+    runner = SimpleNamespace(
+        model=model, cfg=Config(dict(model=classifier_cfg())),
+        logger=MMLogger.get_instance('zero_shot_init_hook_test'),
+        train_dataloader=SimpleNamespace(dataset=SimpleNamespace(metainfo=dict(classes=names))))
+    hook = ZeroShotInitHook(str(path), text_backbone=TEXT, templates=TEMPLATES)
+    hook.before_train(runner)
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), loaded_zero_shot(path, classes=names)(images),
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r'ZeroShotInitHook: 3 class names for a head with '
+                                         r'num_classes=4'):
+        ZeroShotInitHook(str(path), text_backbone=TEXT, classes=names[:3],
+                         templates=TEMPLATES).before_train(runner)
