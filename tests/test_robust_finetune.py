@@ -548,6 +548,22 @@ def test_flyp_recipe_trains_both_towers_saves_and_resumes_exactly(open_clip_file
     before = fixed_batch_loss(config, start, folder)
     assert fixed_batch_loss(config, trained, folder) < 0.9 * before
     assert 'accuracy/top1' in run_log(tmp_path / 'straight')  # zero-shot with trained towers
+    # mmengine saves an epoch's checkpoint after its training steps, before its validation
+    # (and again after it only when the best score improved): such a file holds class
+    # embeddings of older towers. Loading any of them gives the head of its own towers.
+    from mmclip.models.utils.zero_shot import build_class_embeddings
+    stale = 0
+    for epoch in (1, 2):
+        path = tmp_path / 'straight' / f'epoch_{epoch}.pth'
+        model = MODELS.build(Config.fromfile(config).model).eval()
+        load_checkpoint(model, str(path), strict=True)
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 32, 32))
+        expected = build_class_embeddings(model.text_backbone, CLASSES, model.head.templates)
+        torch.testing.assert_close(model.head.class_embeddings, expected, atol=1e-6, rtol=0)
+        saved = read_checkpoint(path)['state_dict']['head.class_embeddings']
+        stale += not torch.allclose(saved, expected, atol=1e-6, rtol=0)
+    assert stale, 'neither file held stale embeddings: the case above went untested'
 
 
 def test_wise_ft_of_a_flyp_model_interpolates_both_towers(open_clip_file, folder, tmp_path):

@@ -10,7 +10,7 @@ from mmclip.structures import DataSample
 
 from ..losses import clip_contrastive_loss, gather_across_ranks
 from ..utils.tokenizer import tokenize
-from ..utils.zero_shot import build_class_embeddings, resolve_prompts
+from ..utils.zero_shot import build_class_embeddings, prompt_digest, resolve_prompts
 from .zero_shot_classifier import ZeroShotClassifier
 
 
@@ -30,7 +30,9 @@ class FLYPClassifier(ZeroShotClassifier):
     projection, the text tower and the logit scale. Predictions are
     zero-shot classification with the current towers: the class embeddings are rebuilt
     (without the cache, whose files would pile up one per evaluation) before the first
-    forward after a training step.
+    forward after a training step; a checkpoint saved between a training step and the next
+    evaluation holds stale embeddings and a zero ``prompt_digest``, so loading it rebuilds
+    them.
 
     Config keys: those of ``ZeroShotClassifier``, plus
         train_templates: templates the training prompts are drawn from (default: the
@@ -83,10 +85,18 @@ class FLYPClassifier(ZeroShotClassifier):
         image = self.encode_image(inputs)
         text = F.normalize(self.text_backbone(tokens), dim=-1)
         self.flyp_step += 1
-        self._head_ready = False  # the towers are about to change
+        # The towers are about to change: the class embeddings no longer belong to them.
+        # A zero digest makes a checkpoint saved before the next evaluation (mmengine saves
+        # an epoch's checkpoint before validating) rebuild them when loaded.
+        self._head_ready = False
+        self.head.prompt_digest.zero_()
         loss = clip_contrastive_loss(gather_across_ranks(image), gather_across_ranks(text),
                                      self.head.logit_scale.exp())
         return dict(loss=loss)
+
+    def build_head(self) -> None:
+        super().build_head()
+        self.head.prompt_digest.copy_(prompt_digest(self.head.classes, self.head.templates))
 
     def compute_class_embeddings(self) -> torch.Tensor:
         return build_class_embeddings(self.text_backbone, self.head.classes,
