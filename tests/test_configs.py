@@ -107,12 +107,17 @@ def test_every_config_builds_with_clip_facts(path):
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     assert norms and all(m.eps == 1e-5 for m in norms)
     # OpenAI's original towers use QuickGELU, and so do DFN's and MetaCLIP's (open_clip's
-    # pretrained configs set quick_gelu for them); the fine-tunes and LAION's towers erf GELU.
-    act = QuickGELU if re.search(QUICK_GELU_ZERO_SHOT, path.name) else nn.GELU
+    # pretrained configs set quick_gelu for them), and the robust fine-tuning recipes that
+    # start from OpenAI's (clip_*_openai_*); timm's fine-tunes and LAION's towers erf GELU.
+    quick = re.search(QUICK_GELU_ZERO_SHOT, path.name) or (
+        path.name.startswith('clip_') and '_openai_' in path.name)
+    act = QuickGELU if quick else nn.GELU
     towers = [backbone] + ([model.text_backbone] if hasattr(model, 'text_backbone') else [])
     acts = [layer.ffn.layers[0][1] for tower in towers for layer in tower.layers]
     assert all(type(a) is act and getattr(a, 'approximate', 'none') == 'none' for a in acts)
-    if not hasattr(model, 'text_backbone'):
+    if hasattr(model.head, 'proj'):  # CLIP's projection, then the classes
+        assert model.head.proj.shape[0] == backbone.embed_dims
+    elif not hasattr(model, 'text_backbone'):
         assert model.head.layers.head.in_features == backbone.embed_dims
     pre = model.data_preprocessor
     # timm's LAION-2B ViT-L/14 fine-tunes and open_clip's LAION-2B ViT-L/14 tower were

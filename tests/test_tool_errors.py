@@ -171,7 +171,8 @@ def test_python_api_raises_the_same_messages():
 
 TOOLS = ['tools/test.py', 'tools/train.py', 'demo/image_demo.py', CONVERTER, GET_FLOPS,
          'tools/analysis_tools/benchmark.py', 'tools/analysis_tools/make_jpeg_folder.py',
-         'tools/predict.py', 'tools/deployment/pytorch2onnx.py']
+         'tools/predict.py', 'tools/deployment/pytorch2onnx.py', 'tools/wise_ft.py',
+         'tools/model_converters/zeroshot_to_classifier.py']
 
 
 @pytest.mark.parametrize('path', TOOLS)
@@ -189,10 +190,11 @@ def test_every_option_has_help_with_its_default(path, capsys):
 
 def _documented_commands() -> list:
     """Every concrete ``python tools/...`` / ``python demo/...`` command of the README and
-    the evaluation and fine-tuning docs (continuation lines joined; synopses with
-    ``[options]`` left out)."""
+    the evaluation, fine-tuning and robust fine-tuning docs (continuation lines joined;
+    synopses with ``[options]`` left out)."""
     commands = []
-    for doc in ('README.md', 'docs/evaluation.md', 'docs/finetune.md'):
+    for doc in ('README.md', 'docs/evaluation.md', 'docs/finetune.md',
+                'docs/robust_finetune.md'):
         text = (ROOT / doc).read_text().replace('\\\n', ' ')
         for line in text.splitlines():
             line = line.split('&& ')[-1].strip()

@@ -96,15 +96,19 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+# The hooks whose ``checkpoint`` --pretrained replaces (ZeroShotInitHook: both CLIP towers).
+PRETRAINED_HOOKS = ('LoadPretrainedHook', 'ZeroShotInitHook')
+
+
 def set_pretrained(cfg: Config, source: str) -> None:
     """Make the config's ``LoadPretrainedHook`` load ``source`` (and a top-level
     ``pretrained`` variable say so, for the dumped config)."""
     if not is_url(source) and not osp.isfile(source):
         raise FileNotFoundError(f'--pretrained {source}: no such checkpoint file.')
-    hooks = [h for h in cfg.get('custom_hooks') or [] if h.get('type') == 'LoadPretrainedHook']
+    hooks = [h for h in cfg.get('custom_hooks') or [] if h.get('type') in PRETRAINED_HOOKS]
     if not hooks:
-        raise ValueError('--pretrained sets the checkpoint of the LoadPretrainedHook in '
-                         'custom_hooks; this config has none. Add dict(type='
+        raise ValueError('--pretrained sets the checkpoint of the LoadPretrainedHook (or '
+                         'ZeroShotInitHook) in custom_hooks; this config has none. Add dict(type='
                          "'LoadPretrainedHook', checkpoint=...) to custom_hooks, or use "
                          '--cfg-options load_from=PATH for a checkpoint of this very model.')
     for hook in hooks:

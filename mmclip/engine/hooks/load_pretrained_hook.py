@@ -92,5 +92,9 @@ class LoadPretrainedHook(Hook):
             runner.logger.info(f'LoadPretrainedHook: skipped {self.checkpoint}; the weights '
                                'come from the checkpoint the run resumed or loaded.')
             return
+        self.load(runner)
+
+    def load(self, runner) -> None:
+        """Load the weights into ``runner.model`` (a fresh run only)."""
         load_pretrained(runner.model, self.checkpoint, self.drop_mismatched_head,
                         self.mirrors, runner.logger)

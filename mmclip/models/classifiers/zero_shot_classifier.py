@@ -86,10 +86,15 @@ class ZeroShotClassifier(ImageClassifier):
         """Fill the head's class embeddings [K, D] from the prompts (fp32, no autocast)."""
         device = self.head.logit_scale.device
         with torch.autocast(device.type, enabled=False):
-            emb = cached_class_embeddings(self.text_backbone, self.head.classes,
-                                          self.head.templates, self.tokenizer)
+            emb = self.compute_class_embeddings()
         self.head.class_embeddings = emb.to(device=device, dtype=self.head.logit_scale.dtype)
         self._head_ready = True
+
+    def compute_class_embeddings(self) -> torch.Tensor:
+        """The head's class embeddings [K, D] from the text tower and the prompts, read from
+        the cache when they were built before with these weights."""
+        return cached_class_embeddings(self.text_backbone, self.head.classes,
+                                       self.head.templates, self.tokenizer)
 
     def forward(self,
                 inputs: torch.Tensor,

@@ -1,0 +1,14 @@
+# clip_vit-base-p16_laion2b_zs-init-ft_in1k
+# LAION-2B CLIP ViT-B/16 (open_clip laion2b_s34b_b88k), ImageNet-1k: end-to-end fine-tuning from
+# the zero-shot head (WiSE-FT's fine-tuned end point). Recipe and its sources:
+# configs/_base_/robust_ft/zs-init-ft_in1k.py; docs/robust_finetune.md.
+# Run:  tools/dist_train.sh configs/clip/clip_vit-base-p16_laion2b_zs-init-ft_in1k.py 8 --resume
+_base_ = ['../_base_/clip_towers/vit-base-p16_laion2b.py',
+          '../_base_/robust_ft/zs-init-ft_in1k.py']
+
+model = dict(backbone=_base_.clip_image_tower, head=_base_.clip_head_widths)
+custom_hooks = [
+    dict(type='ZeroShotInitHook', checkpoint=_base_.clip_weights,
+         text_backbone=_base_.clip_text_tower, classes='imagenet',
+         templates='openai_imagenet'),
+]

@@ -1,0 +1,15 @@
+# clip_vit-base-p16_openai_lp-ft_custom
+# OpenAI CLIP ViT-B/16, your own image folders: LP-FT stage 2, full fine-tuning from the linear
+# probe. Recipe and its sources: configs/_base_/robust_ft/lp-ft_custom.py;
+# docs/robust_finetune.md. Run it after clip_vit-base-p16_openai_zs-init-lp_custom.py, whose last
+# checkpoint it loads (--pretrained PATH loads another).
+# Run:  python tools/train.py configs/clip/clip_vit-base-p16_openai_lp-ft_custom.py --resume
+_base_ = ['../_base_/clip_towers/vit-base-p16_openai.py',
+          '../_base_/robust_ft/lp-ft_custom.py']
+
+model = dict(backbone=_base_.clip_image_tower, head=_base_.clip_head_widths)
+custom_hooks = [
+    dict(type='LoadPretrainedHook',
+         checkpoint='work_dirs/clip_vit-base-p16_openai_zs-init-lp_custom/epoch_10.pth',
+         drop_mismatched_head=False),
+]

@@ -1,0 +1,11 @@
+# clip_vit-large-p14_openai_flyp_in1k
+# OpenAI CLIP ViT-L/14, ImageNet-1k: FLYP, both towers fine-tuned with the contrastive loss
+# against class prompts. Recipe and its sources: configs/_base_/robust_ft/flyp_in1k.py;
+# docs/robust_finetune.md.
+# Run:  tools/dist_train.sh configs/clip/clip_vit-large-p14_openai_flyp_in1k.py 8 --resume
+_base_ = ['../_base_/clip_towers/vit-large-p14_openai.py',
+          '../_base_/robust_ft/flyp_in1k.py']
+
+model = dict(backbone=_base_.clip_image_tower, text_backbone=_base_.clip_text_tower,
+             head=_base_.clip_head_widths)
+custom_hooks = [dict(type='LoadPretrainedHook', checkpoint=_base_.clip_weights)]
