@@ -376,3 +376,33 @@ def test_a_fifo_out_is_refused_without_waiting(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(OutputFileError, match='is not a regular file'):
         PredictionFile(str(fifo), '.jsonl', 5).read(set())
+
+
+@pytest.mark.parametrize('sigmoid', [False, True], ids=['softmax', 'siglip_sigmoid'])
+def test_records_score_with_the_heads_own_scores(sigmoid):
+    """A SigLIP head scores each class by its sigmoid; other heads by softmax."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from mmclip.apis.batch_prediction import _records
+
+    class Stub(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = SimpleNamespace(scores=lambda x: torch.sigmoid(x.float()))
+
+        def data_preprocessor(self, data, training):
+            return dict(inputs=torch.stack(data['inputs']))
+
+        def forward(self, x):
+            return x
+
+    model = Stub()
+    if not sigmoid:
+        model.head = None
+    logits = torch.tensor([2.0, -1.0, 0.5])
+    record, = _records(model, [(0, logits, None)], ['a.png'], 3, None,
+                       contextlib.nullcontext, 'w.pth')
+    expected = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, 0)
+    assert record['labels'] == [0, 2, 1]
+    assert record['scores'] == [round(v, 6) for v in expected[[0, 2, 1]].tolist()]

@@ -5,8 +5,9 @@ object ``JSONL_MARKER``, skip it when reading records; csv: the header
 ``path,label_1..k,class_1..k,score_1..k,error``), then one record per image, in input order:
 
 * jsonl: ``{"path": ..., "labels": [top-k ints], "classes": [names or null], "scores":
-  [softmax scores]}``, or ``{"path": ..., "error": "why it could not be read"}``; one
-  JSON object per line, every line separator in a path escaped (it round-trips);
+  [softmax, or SigLIP's per-class sigmoid]}``, or ``{"path": ..., "error": "why it could
+  not be read"}``; one JSON object per line, every line separator in a path escaped (it
+  round-trips);
 * csv: one row per image (a path holding a line break is refused: use jsonl).
 
 An existing ``--out`` is appended to only when it starts with that marker: any other file
@@ -41,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 from mmclip.datasets import IMG_EXTENSIONS
 from mmclip.utils.atomic_file import atomic_write
 
-from .inference import check_logits
+from .inference import check_logits, class_scores
 
 OUT_FORMATS = ('.jsonl', '.csv')
 _GLOB_CHARS = re.compile(r'[*?\[]')
@@ -370,7 +371,7 @@ def _records(model: torch.nn.Module, batch: list, paths: Sequence[str], topk: in
         with torch.no_grad(), autocast():
             logits = model(data['inputs'])
         check_logits(logits, classes, weights)
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = class_scores(model, logits)
         scores, labels = probs.topk(min(topk, probs.shape[1]), dim=1)
         for (index, _), row_scores, row_labels in zip(good, scores.tolist(), labels.tolist()):
             predicted[index] = dict(

@@ -41,6 +41,15 @@ class NonFiniteOutputError(ValueError):
     """The model's outputs are NaN / Inf for an ordinary image: its weights are broken."""
 
 
+def class_scores(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """Logits [B, K] -> float32 scores [B, K]: the head's own ``scores`` where it has one
+    (a SigLIP zero-shot head: each class's sigmoid), else softmax over the classes."""
+    to_scores = getattr(getattr(model, 'head', None), 'scores', None)
+    if to_scores is None:
+        return torch.softmax(logits.float(), dim=1)
+    return to_scores(logits)
+
+
 def check_logits(logits: torch.Tensor, classes: Optional[Sequence[str]],
                  weights: str) -> None:
     """Refuse class names that do not match the logits [B, K] and NaN / Inf logits, naming
@@ -223,10 +232,7 @@ class ImageClassificationInferencer:
         with autocast_context(self.device, self.precision):
             logits = self._forward(data['inputs'])
         check_logits(logits, self.classes, self.weights)
-        to_scores = getattr(getattr(self.model, 'head', None), 'scores', None)
-        if to_scores is None:
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
-        return to_scores(logits).cpu().numpy()
+        return class_scores(self.model, logits).cpu().numpy()
 
     def _result(self, scores: np.ndarray) -> Dict[str, Any]:
         label = int(scores.argmax())
