@@ -9,7 +9,6 @@ from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
 from ..losses import clip_contrastive_loss, gather_across_ranks
-from ..utils.tokenizer import tokenize
 from ..utils.zero_shot import build_class_embeddings, prompt_digest, resolve_prompts
 from .zero_shot_classifier import ZeroShotClassifier
 
@@ -49,9 +48,11 @@ class FLYPClassifier(ZeroShotClassifier):
                  text_backbone: dict,
                  head: dict,
                  train_templates: Union[str, Sequence[str], None] = None,
+                 tokenizer: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(backbone, text_backbone, head, data_preprocessor, init_cfg)
+        super().__init__(backbone, text_backbone, head, tokenizer=tokenizer,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.train_templates = (resolve_prompts(self.head.classes, train_templates)[1]
                                 if train_templates is not None else None)
         self.register_buffer('flyp_step', torch.zeros((), dtype=torch.long))
@@ -81,7 +82,7 @@ class FLYPClassifier(ZeroShotClassifier):
         if int(labels.max()) >= len(self.head.classes):
             raise ValueError(f'Label {int(labels.max())} has no class name: the head has '
                              f'{len(self.head.classes)} classes (model.head.classes).')
-        tokens = tokenize(self.training_prompts(labels)).to(inputs.device)
+        tokens = self.tokenizer(self.training_prompts(labels)).to(inputs.device)
         image = self.encode_image(inputs)
         text = F.normalize(self.text_backbone(tokens), dim=-1)
         self.flyp_step += 1
