@@ -20,6 +20,7 @@ from torch import nn
 from mmclip.registry import MODELS
 
 from ..utils.transformer import TransformerEncoderLayer
+from .vision_transformer import resolve_arch
 
 
 @MODELS.register_module()
@@ -29,7 +30,8 @@ class CLIPTextTransformer(BaseModule):
     Config keys:
         arch: a preset from ``arch_zoo`` ('b' / 'base': width 512, 12 layers, 8 heads,
             MLP 2048, the text tower of ViT-B/16 and B/32; 'l' / 'large': 768, 12 layers,
-            12 heads, MLP 3072, that of ViT-L/14).
+            12 heads, MLP 3072, that of ViT-L/14), or a dict of the four sizes (as the
+            image tower's).
         out_channels: D, the joint image-text embedding size (B: 512, L: 768).
         context_length: token positions (77).
         vocab_size: BPE vocabulary size (49408).
@@ -47,16 +49,14 @@ class CLIPTextTransformer(BaseModule):
     }
 
     def __init__(self,
-                 arch: str = 'base',
+                 arch: Union[str, dict] = 'base',
                  out_channels: int = 512,
                  context_length: int = 77,
                  vocab_size: int = 49408,
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Union[dict, list, None] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if arch not in self.arch_zoo:
-            raise ValueError(f'Unknown text arch {arch!r}; choose one of {sorted(self.arch_zoo)}.')
-        settings = self.arch_zoo[arch]
+        settings = resolve_arch(arch, self.arch_zoo, kind='text arch')
         C = settings['embed_dims']
         self.embed_dims, self.context_length = C, context_length
         # open_clip's initialisation (random towers; real ones are loaded).

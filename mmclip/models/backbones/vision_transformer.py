@@ -20,6 +20,23 @@ from ..utils.transformer import TransformerEncoderLayer
 
 OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
 
+def resolve_arch(arch: Union[str, dict], arch_zoo: Dict[str, Dict[str, int]],
+                 kind: str = 'arch') -> Dict[str, int]:
+    """A preset name of ``arch_zoo`` or a dict of the four sizes -> the sizes. Shared by
+    the image and text towers, so that a small tower (tests, the docs harness) is a config
+    change, never a subclass."""
+    keys = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
+    if isinstance(arch, str):
+        if arch.lower() not in arch_zoo:
+            raise ValueError(f'Unknown {kind} {arch!r}; choose one of '
+                             f'{sorted(arch_zoo)} or pass a dict with keys '
+                             f'{sorted(keys)}.')
+        return dict(arch_zoo[arch.lower()])
+    if not isinstance(arch, dict) or set(arch) != keys:
+        raise ValueError(f'A custom {kind} must be a dict with exactly the keys {sorted(keys)}; '
+                         f'got {arch!r}.')
+    return dict(arch)
+
 
 @MODELS.register_module()
 class VisionTransformer(BaseModule):
@@ -138,17 +155,7 @@ class VisionTransformer(BaseModule):
 
     # ---- construction helpers -------------------------------------------------------
     def _resolve_arch(self, arch: Union[str, dict]) -> Dict[str, int]:
-        keys = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Unknown arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_zoo)} or pass a dict with keys '
-                                 f'{sorted(keys)}.')
-            return dict(self.arch_zoo[arch.lower()])
-        if not isinstance(arch, dict) or set(arch) != keys:
-            raise ValueError(f'A custom arch must be a dict with exactly the keys {sorted(keys)}; '
-                             f'got {arch!r}.')
-        return dict(arch)
+        return resolve_arch(arch, self.arch_zoo)
 
     def _resolve_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
