@@ -7,6 +7,7 @@ puts in ``mmclip/.mim``.
 import copy
 import difflib
 import fnmatch
+import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from torch import nn
 
@@ -203,6 +205,13 @@ def with_prompts(model: ZeroShotClassifier, classes: Prompts = None,
     return net
 
 
+def _say_weights_are_random(name: str) -> None:
+    """A zoo name reads like the published model; without ``pretrained`` it is not, and
+    its predictions would be noise with no sign of why."""
+    print_log(f'{name}: random weights (pretrained=False); pass pretrained=True for the '
+              f'published ones, or a checkpoint path.', logger='current', level=logging.INFO)
+
+
 def get_model(model: ModelSpec,
               pretrained: Pretrained = False,
               device: Optional[str] = None,
@@ -215,7 +224,8 @@ def get_model(model: ModelSpec,
     Args:
         model: a zoo name (see ``list_models``), a ``.py`` config path or a ``Config``
             (deep-copied, never changed).
-        pretrained: ``False`` (randomly initialised), ``True`` (the zoo weights: the
+        pretrained: ``False`` (randomly initialised; for a zoo name one log line says
+            so), ``True`` (the zoo weights: the
             published URL, then the original timm weights on the Hugging Face hub), or a
             local path / URL of a checkpoint (mmclip, mmpretrain or timm format).
         device: where to put the model (default: stays on the CPU).
@@ -249,6 +259,8 @@ def get_model(model: ModelSpec,
     with DefaultScope.overwrite_default_scope('mmclip'):
         net = MODELS.build(cfg.model)
     checkpoint = load_checkpoint(net, sources, mirrors=mirrors) if sources else {}
+    if not sources and info is not None and info.sources:
+        _say_weights_are_random(info.name)
     num_classes = cfg.model.get('head', {}).get('num_classes')
     net.cfg = cfg
     net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes))
