@@ -24,6 +24,7 @@ from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
 from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts
 from mmclip.registry import MODELS
+from mmclip.utils import check_device
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ModelSpec = Union[str, os.PathLike, Config]
@@ -107,6 +108,12 @@ def get_model_info(name: str) -> ModelInfo:
     return zoo[name]
 
 
+def _looks_like_a_path(spec: str) -> bool:
+    """Zoo names have neither a folder nor a dot: 'configs/clip/x.pyy' is a mistyped file,
+    and zoo names suggested for it would mislead."""
+    return '/' in spec or os.sep in spec or '.' in spec
+
+
 def resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
     """The config of ``model`` (a zoo name, a ``.py`` config path, or a ``Config``, which is
     deep-copied) and its zoo entry (None unless ``model`` is a zoo name).
@@ -121,7 +128,7 @@ def resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
         raise TypeError(f'model must be a zoo name, a config path or a Config; '
                         f'got {type(model).__name__}.')
     path = os.fspath(model)
-    if path.endswith('.py'):
+    if os.path.isfile(path) or _looks_like_a_path(path):
         if not os.path.isfile(path):
             folder = Path(path).parent
             siblings = [p.name for p in folder.glob('*.py')] if folder.is_dir() else []
@@ -265,6 +272,7 @@ def get_model(model: ModelSpec,
     net.cfg = cfg
     net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes))
     if device is not None:
+        check_device(device)
         net.to(device)
     if is_zero_shot(net):
         net.dataset_meta = dict(classes=net.classes)

@@ -46,7 +46,7 @@ from mmclip.checkpoint import (
 )
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
-from mmclip.utils import PRECISIONS, amp_precision, check_precision
+from mmclip.utils import PRECISIONS, amp_precision, check_device, check_precision
 from mmclip.utils.cpu import usable_cores
 
 DEFAULT_DIST_TIMEOUT_S = 1800
@@ -126,9 +126,11 @@ def chosen_precision(args: Namespace, device: str) -> str:
     """The precision ``--amp`` / ``--precision`` asks for on ``device``.
 
     Raises:
-        ValueError: one the device cannot run (fp16 on the CPU), naming the option.
+        ValueError: a CUDA device that is not there, or a precision the device cannot
+            run (fp16 on the CPU), naming the option.
     """
     precision = amp_precision(device) if args.amp else args.precision
+    check_device(device)  # its own message: the precision is not what is wrong
     try:
         check_precision(precision, device)
     except ValueError as err:
@@ -403,12 +405,18 @@ def user_message(err: Exception) -> str:
 _ERROR_FORMAT = '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
 
 
+def _is_console(handler: logging.Handler) -> bool:
+    return (isinstance(handler, logging.StreamHandler)
+            and not isinstance(handler, logging.FileHandler))
+
+
 def log_error(logger: logging.Logger, message: str) -> None:
-    """Log ``message`` at ERROR to each handler of ``logger`` (the console and the Runner's
-    log file), formatted as its other lines are, with each handler's date format."""
+    """Log ``message`` at ERROR to the Runner's log file(s) of ``logger``, formatted as its
+    other lines are, with each handler's date format; the console gets the plain line
+    (``report_error``)."""
     record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, None)
     for handler in logger.handlers:
-        if record.levelno < handler.level:
+        if record.levelno < handler.level or _is_console(handler):
             continue
         formatter = handler.formatter
         handler.setFormatter(logging.Formatter(_ERROR_FORMAT,
@@ -419,10 +427,22 @@ def log_error(logger: logging.Logger, message: str) -> None:
             handler.setFormatter(formatter)
 
 
+def report_error(message: str) -> None:
+    """The console's one line for an error, whether a Runner started or not: the same
+    ``ERROR: ...`` everywhere, without the logger's time and name prefix."""
+    sys.stdout.flush()  # after the run's own output, not inside it
+    print(f'ERROR: {message}', file=sys.stderr, flush=True)
+
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: its exit code when it returns an int, else 0; 1, with a
-    one-line error, for a ``USER_ERRORS`` error (logged, so that it also reaches the log
-    file, when ``run`` started a Runner; else printed to stderr as ``ERROR: <message>``).
+    one-line error, for a ``USER_ERRORS`` error (``ERROR: <message>`` on stderr, and
+    logged to the log file when ``run`` started a Runner); 130, with one line (rank 0's),
+    for Ctrl-C; 1 without a word when another rank of a distributed run stopped (it said
+    why).
     Other errors, and every error with ``debug`` (default: ``debug_requested()``),
     propagate with their traceback."""
     before = MMLogger.get_current_instance()
@@ -432,12 +452,33 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
         if debug_requested() if debug is None else debug:
             raise
         logger = MMLogger.get_current_instance()
-        if logger is before or logger.instance_name == 'mmengine':  # no Runner started
-            print(f'ERROR: {user_message(err)}', file=sys.stderr)
-        else:
+        if logger is not before and logger.instance_name != 'mmengine':  # a Runner started
             log_error(logger, user_message(err))
+        report_error(user_message(err))
         return 1
+    except KeyboardInterrupt:
+        if debug_requested() if debug is None else debug:
+            raise
+        if os.environ.get('RANK', '0') == '0':  # every rank gets the SIGINT: one line
+            report_error('interrupted (Ctrl-C).')
+        return INTERRUPTED_EXIT_CODE
+    except RuntimeError as err:
+        if (debug_requested() if debug is None else debug) or not _peer_failed(err):
+            raise
+        return 1  # the failed rank printed its own line; torchrun stops this one anyway
     return result if isinstance(result, int) else 0
+
+
+# What gloo / NCCL raise in the other ranks when one rank has stopped mid-collective.
+_PEER_FAILURE_MARKS = ('Connection closed by peer', 'Connection reset by peer',
+                       'NCCL communicator was aborted')
+
+
+def _peer_failed(err: RuntimeError) -> bool:
+    """A collective of a distributed run failed because another rank stopped."""
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+            and any(mark in str(err) for mark in _PEER_FAILURE_MARKS))
 
 
 def exit_process(code: int) -> NoReturn:
