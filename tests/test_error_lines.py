@@ -4,6 +4,7 @@ files made here, except where the mistake needs the real config's model)."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,10 +26,16 @@ def _env() -> dict:
     return env
 
 
-def run_tool(argv: List[str], cwd: Path) -> subprocess.CompletedProcess:
+def run_tool(argv: List[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     command = argv if argv[0] == 'bash' else [sys.executable, *argv]
-    return subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(command, cwd=cwd, env=dict(_env(), **env), capture_output=True,
+                          text=True, timeout=300)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, expected: str,
@@ -70,9 +77,13 @@ def test_a_corrupt_image_under_torchrun_is_one_line_from_the_failing_rank(tiny, 
     shutil.copytree(tiny['data'], data)
     victim = data / 'val' / 'img5.jpg'
     victim.write_bytes(victim.read_bytes()[:300])  # a cut-off JPEG
-    result = run_tool(['bash', str(REPO_ROOT / 'tools' / 'dist_test.sh'), str(tiny['config16']),
-                       str(tiny['ckpt16']), '2', '--data-root', str(data), '--work-dir',
-                       str(tmp_path / 'work')], tmp_path)
+    argv = ['bash', str(REPO_ROOT / 'tools' / 'dist_test.sh'), str(tiny['config16']),
+            str(tiny['ckpt16']), '2', '--data-root', str(data), '--work-dir',
+            str(tmp_path / 'work')]
+    for _ in range(3):  # another process may take the free port before torchrun binds it
+        result = run_tool(argv, tmp_path, PORT=str(free_port()))
+        if 'address already in use' not in (result.stdout + result.stderr).lower():
+            break
     assert_one_error_line(result, f"Cannot read image '{victim}'")
     assert 'ChildFailedError' not in result.stderr and '[rank' not in result.stderr
 
