@@ -304,7 +304,7 @@ def stand_ins(tmp_path_factory) -> Iterator[dict]:
     bin_dir.mkdir()
     (bin_dir / 'python').symlink_to(sys.executable)
     state = dict(server=server, template=build_template(root / 'template', server),
-                 bin=bin_dir, root=root, checkouts={}, last_python={})
+                 bin=bin_dir, root=root, checkouts={})
     yield state
     server.close()
 
@@ -321,6 +321,17 @@ def checkout_for(stand_ins: dict, doc: str) -> Path:
 BLOCKS = all_blocks()
 
 
+def continued_from(block: Block, base: str) -> str:
+    """For a ``continue`` block, the code of the doc's python blocks it continues."""
+    if not block.cont:
+        return ''
+    earlier = [b for b in BLOCKS[:BLOCKS.index(block)]
+               if b.doc == block.doc and b.lang == 'python']
+    if not earlier:
+        raise AssertionError(f'{block.id}: "docs-test: continue" without a python block above')
+    return continued_from(earlier[-1], base) + prepared_code(earlier[-1], base)
+
+
 def test_every_doc_with_commands_is_read():
     """The pages known to hold commands yield blocks: a fence the parser missed (another
     language tag, an indented fence) would silently leave them untested."""
@@ -333,10 +344,7 @@ def test_every_doc_with_commands_is_read():
 def test_doc_block_runs(block: Block, stand_ins):
     checkout = checkout_for(stand_ins, block.doc)
     code = prepared_code(block, stand_ins['server'].base())
-    if block.lang == 'python':
-        if block.cont:
-            code = stand_ins['last_python'][block.doc] + code
-        stand_ins['last_python'][block.doc] = code
+    code = continued_from(block, stand_ins['server'].base()) + code
     if block.skip:
         if block.lang == 'python':
             compile(code, block.id, 'exec')
