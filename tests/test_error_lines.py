@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import List
 
@@ -96,25 +95,28 @@ def test_a_failed_rank_that_said_nothing_gets_one_line():
     assert _failure_line(0, 2) == 'rank 0 exited with code 2.'
 
 
-def test_ctrl_c_ends_with_one_line_and_130(tiny, tmp_path):
-    """Ctrl-C while tools/test.py evaluates: SIGINT to the whole process group, as a
-    terminal sends it, so the DataLoader worker gets it too."""
+@pytest.mark.parametrize('processes', [1, 2])
+def test_ctrl_c_ends_with_one_line_and_130(tiny, tmp_path, processes):
+    """Ctrl-C while tools/test.py evaluates, alone or under torchrun (dist_test.sh): SIGINT
+    to the whole process group, as a terminal sends it, so the ranks and their DataLoader
+    workers get it too."""
     data = tmp_path / 'data'  # long enough to be interrupted: one photo listed 3000 times
     shutil.copytree(tiny['data'], data)
     (data / 'meta' / 'val.txt').write_text('img0.jpg 0\n' * 3000)
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / 'tools' / 'test.py'), str(tiny['config16']),
-         str(tiny['ckpt16']), '--data-root', str(data), '--work-dir',
-         str(tmp_path / 'work'), '--cfg-options', 'test_dataloader.batch_size=1',
-         'test_dataloader.num_workers=1'],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+    args = [str(tiny['config16']), str(tiny['ckpt16']), '--data-root', str(data),
+            '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+            'test_dataloader.batch_size=1', 'test_dataloader.num_workers=1']
+    command = ([sys.executable, str(REPO_ROOT / 'tools' / 'test.py'), *args] if processes == 1
+               else ['bash', str(REPO_ROOT / 'tools' / 'dist_test.sh'), *args[:2], '2',
+                     *args[2:]])
+    process = subprocess.Popen(command, cwd=tmp_path, env=dict(_env(), PORT=str(free_port())),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
     lines = []
     for line in process.stdout:  # until the run is under way
         lines.append(line)
-        if 'Evaluating' in line:
+        if 'Epoch(test)' in line:
             break
-    time.sleep(1)
     os.killpg(process.pid, signal.SIGINT)
     rest, _ = process.communicate(timeout=120)
     result = subprocess.CompletedProcess(process.args, process.returncode, ''.join(lines) + rest,

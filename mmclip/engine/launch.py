@@ -29,6 +29,7 @@ import logging
 import os
 import os.path as osp
 import sys
+import threading
 from argparse import Namespace
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
@@ -461,12 +462,22 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
             raise
         if os.environ.get('RANK', '0') == '0':  # every rank gets the SIGINT: one line
             report_error('interrupted (Ctrl-C).')
+        threading.excepthook = _quiet_torn_connections(threading.excepthook)
         return INTERRUPTED_EXIT_CODE
     except RuntimeError as err:
         if (debug_requested() if debug is None else debug) or not _peer_failed(err):
             raise
         return 1  # the failed rank printed its own line; torchrun stops this one anyway
     return result if isinstance(result, int) else 0
+
+
+def _quiet_torn_connections(hook: Callable) -> Callable:
+    """After Ctrl-C the DataLoader workers are gone: a helper thread still talking to one
+    (multiprocessing's fd sharing) ends on a reset connection, which is no news."""
+    def excepthook(args) -> None:
+        if not issubclass(args.exc_type, (ConnectionError, EOFError)):
+            hook(args)
+    return excepthook
 
 
 # What gloo / NCCL raise in the other ranks when one rank has stopped mid-collective.

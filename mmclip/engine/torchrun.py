@@ -44,7 +44,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     # Its per-process lines ('failed (exitcode: 1) local_rank: ...', 'Sending process ...
     # closing signal SIGTERM') repeat what the failing rank said.
-    logging.getLogger('torch.distributed.elastic').setLevel(logging.CRITICAL)
+    # ('Received 2 death signal, shutting down workers' on Ctrl-C.) Each elastic module's
+    # logger has its own level, so each is set.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith('torch.distributed.elastic'):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         torchrun.run(args)
     except ChildFailedError as err:
