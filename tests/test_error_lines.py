@@ -83,7 +83,7 @@ def test_a_corrupt_image_under_torchrun_is_one_line_from_the_failing_rank(tiny, 
         result = run_tool(argv, tmp_path, PORT=str(free_port()))
         if 'address already in use' not in (result.stdout + result.stderr).lower():
             break
-    assert_one_error_line(result, f"Cannot read image '{victim}'")
+    assert_one_error_line(result, f"ERROR: rank 1: Cannot read image '{victim}'")
     assert 'ChildFailedError' not in result.stderr and '[rank' not in result.stderr
 
 

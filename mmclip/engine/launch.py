@@ -440,7 +440,8 @@ INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: its exit code when it returns an int, else 0; 1, with a
-    one-line error, for a ``USER_ERRORS`` error (``ERROR: <message>`` on stderr, and
+    one-line error, for a ``USER_ERRORS`` error (``ERROR: <message>`` on stderr, after
+    ``rank R: `` in a distributed run, and
     logged to the log file when ``run`` started a Runner); 130, with one line (rank 0's),
     for Ctrl-C; 1 without a word when another rank of a distributed run stopped (it said
     why).
@@ -452,10 +453,11 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     except USER_ERRORS as err:
         if debug_requested() if debug is None else debug:
             raise
+        message = _rank_prefix() + user_message(err)
         logger = MMLogger.get_current_instance()
         if logger is not before and logger.instance_name != 'mmengine':  # a Runner started
-            log_error(logger, user_message(err))
-        report_error(user_message(err))
+            log_error(logger, message)
+        report_error(message)
         return 1
     except KeyboardInterrupt:
         if debug_requested() if debug is None else debug:
@@ -469,6 +471,14 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
             raise
         return 1  # the failed rank printed its own line; torchrun stops this one anyway
     return result if isinstance(result, int) else 0
+
+
+def _rank_prefix() -> str:
+    """'rank R: ' in a distributed run (torchrun sets WORLD_SIZE and RANK), so that the one
+    line also says which process failed."""
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        return f"rank {os.environ.get('RANK', '?')}: "
+    return ''
 
 
 def _quiet_torn_connections(hook: Callable) -> Callable:
