@@ -1,5 +1,6 @@
 """The model zoo: list_models / get_model against the seed README, the metafile, the wheel."""
 import copy
+import logging
 import os
 import re
 import shutil
@@ -243,3 +244,22 @@ def test_pretrained_true_converts_the_timm_file_of_a_large_model(tmp_path, torch
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), atol=1e-4, rtol=0)
+
+
+def test_a_zoo_name_without_pretrained_says_its_weights_are_random():
+    """Once, by name; a config file or ``pretrained=...`` is what the user asked for."""
+    from mmengine.logging import MMLogger
+    name = 'vit-base-p32_clip-openai-pre_3rdparty_in1k'
+    records: list = []
+    handler = logging.Handler(level=logging.INFO)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        mmclip.get_model(name, **TINY)
+        mmclip.get_model(get_model_info(name).config, **TINY)
+    finally:
+        logger.removeHandler(handler)
+    said = [r.getMessage() for r in records if 'random weights' in r.getMessage()]
+    assert said == [f'{name}: random weights (pretrained=False); pass pretrained=True for the '
+                    'published ones, or a checkpoint path.']

@@ -428,8 +428,10 @@ def test_unreadable_image_ends_training_with_one_clear_line(data_root, tmp_path,
     assert code == 1
     out, err = capfd.readouterr()
     (line, ) = [x for x in (out + err).splitlines() if f"Cannot read image '{victim}'" in x]
-    assert ' ERROR - ' in line
+    assert line.startswith('ERROR: ')  # plain, as before the Runner started (issue 22)
     assert 'Traceback' not in out + err
+    (log, ) = (tmp_path / 'work').glob('*/*.log')  # the log file keeps it, time-stamped
+    assert re.search(r' - mmengine - ERROR - Cannot read image ', log.read_text())
 
 
 def test_load_pretrained_is_strict_outside_the_head(data_root, tmp_path):

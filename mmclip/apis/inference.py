@@ -20,7 +20,7 @@ from torch import nn
 from mmclip.datasets.transforms import pil_to_rgb
 from mmclip.models.utils.zero_shot import ZeroShotError
 from mmclip.registry import INFERENCERS, TRANSFORMS
-from mmclip.utils import autocast_context, check_precision, maybe_compile
+from mmclip.utils import autocast_context, check_device, check_precision, maybe_compile
 
 from .model_zoo import (
     ModelSpec,
@@ -180,6 +180,7 @@ class ImageClassificationInferencer:
         elif isinstance(model, nn.Module):
             if zero_shot and (classes is not None or templates is not None):
                 model = with_prompts(model, classes, templates)
+            check_device(device)
             self.model = model.to(device).eval()
         else:
             self.model = get_model(model, pretrained=pretrained, device=device, **prompts,

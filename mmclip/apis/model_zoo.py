@@ -7,6 +7,7 @@ puts in ``mmclip/.mim``.
 import copy
 import difflib
 import fnmatch
+import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from torch import nn
 
@@ -22,6 +24,7 @@ from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
 from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts
 from mmclip.registry import MODELS
+from mmclip.utils import check_device
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ModelSpec = Union[str, os.PathLike, Config]
@@ -105,6 +108,12 @@ def get_model_info(name: str) -> ModelInfo:
     return zoo[name]
 
 
+def _looks_like_a_path(spec: str) -> bool:
+    """Zoo names have neither a folder nor a dot: 'configs/clip/x.pyy' is a mistyped file,
+    and zoo names suggested for it would mislead."""
+    return '/' in spec or os.sep in spec or '.' in spec
+
+
 def resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
     """The config of ``model`` (a zoo name, a ``.py`` config path, or a ``Config``, which is
     deep-copied) and its zoo entry (None unless ``model`` is a zoo name).
@@ -119,7 +128,7 @@ def resolve_config(model: ModelSpec) -> Tuple[Config, Optional[ModelInfo]]:
         raise TypeError(f'model must be a zoo name, a config path or a Config; '
                         f'got {type(model).__name__}.')
     path = os.fspath(model)
-    if path.endswith('.py'):
+    if os.path.isfile(path) or _looks_like_a_path(path):
         if not os.path.isfile(path):
             folder = Path(path).parent
             siblings = [p.name for p in folder.glob('*.py')] if folder.is_dir() else []
@@ -232,6 +241,13 @@ def with_prompts(model: ZeroShotClassifier, classes: Prompts = None,
     return net
 
 
+def _say_weights_are_random(name: str) -> None:
+    """A zoo name reads like the published model; without ``pretrained`` it is not, and
+    its predictions would be noise with no sign of why."""
+    print_log(f'{name}: random weights (pretrained=False); pass pretrained=True for the '
+              f'published ones, or a checkpoint path.', logger='current', level=logging.INFO)
+
+
 def get_model(model: ModelSpec,
               pretrained: Pretrained = False,
               device: Optional[str] = None,
@@ -244,7 +260,8 @@ def get_model(model: ModelSpec,
     Args:
         model: a zoo name (see ``list_models``), a ``.py`` config path or a ``Config``
             (deep-copied, never changed).
-        pretrained: ``False`` (randomly initialised), ``True`` (the zoo weights: the
+        pretrained: ``False`` (randomly initialised; for a zoo name one log line says
+            so), ``True`` (the zoo weights: the
             published URL, then the original timm weights on the Hugging Face hub), or a
             local path / URL of a checkpoint (mmclip, mmpretrain or timm format).
         device: where to put the model (default: stays on the CPU).
@@ -281,11 +298,14 @@ def get_model(model: ModelSpec,
     with DefaultScope.overwrite_default_scope('mmclip'):
         net = MODELS.build(cfg.model)
     checkpoint = load_checkpoint(net, sources, mirrors=mirrors) if sources else {}
+    if not sources and info is not None and info.sources:
+        _say_weights_are_random(info.name)
     num_classes = cfg.model.get('head', {}).get('num_classes')
     net.cfg = cfg
     net.weights_source = _weights_name(sources, model)
     net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes, net.weights_source))
     if device is not None:
+        check_device(device)
         net.to(device)
     if is_zero_shot(net):
         net.dataset_meta = dict(classes=net.classes)

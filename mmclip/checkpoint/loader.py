@@ -50,6 +50,7 @@ from .safe_load import (
 
 Sources = Union[str, Sequence[str]]
 _DDP_PREFIX = re.compile(r'^module\.')
+CLASSIFIER_HEAD_KEY = 'head.layers.head.weight'  # the linear head of an image classifier
 
 
 class StateDictMismatchError(ValueError):
@@ -293,8 +294,8 @@ def load_checkpoint(model: nn.Module,
     Raises:
         StateDictMismatchError: with ``strict``, listing missing / unexpected keys and
             shape mismatches.
-        ZeroShotError: with ``strict``, a checkpoint with a text tower for a vision-only
-            model.
+        ZeroShotError: with ``strict``, a classifier checkpoint for a zero-shot model, or
+            a checkpoint with a text tower for a vision-only model.
         CheckpointFormatError: not a state dict of tensors, a non-float tensor for a
             float weight, or NaN / Inf values (see ``check_weight_values``).
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
@@ -304,6 +305,36 @@ def load_checkpoint(model: nn.Module,
     load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
                          logger=logger, allow_nonfinite=allow_nonfinite)
     return checkpoint
+
+
+def _architecture_report(name: str, missing: List[str], unexpected: List[str],
+                         shapes: List[str]) -> str:
+    """One line for a checkpoint of another architecture (patch size, width, depth): the
+    shapes that differ, the position embedding among them, counted once, before the
+    lists of keys a strict load would otherwise print."""
+    def some(items: List[str], sep: str) -> str:
+        return sep.join(items[:3]) + (f'{sep}and {len(items) - 3} more' if len(items) > 3 else '')
+
+    keys = ''.join(f', {len(items)} {title} ({some(items, ", ")})' for title, items in
+                   (('missing key(s)', missing), ('unexpected key(s)', unexpected)) if items)
+    return (f'{name} was saved from another architecture than the model: {len(shapes)} '
+            f'tensor(s) differ in shape ({some(shapes, "; ")}){keys}. Use the config the '
+            f'checkpoint was saved from.')
+
+
+def _refuse_classifier_in_zero_shot(state_dict: Mapping[str, torch.Tensor],
+                                    expected: Mapping[str, torch.Size], name: str) -> None:
+    """A classifier file (image tower + linear head) for a zero-shot model is one mistake,
+    not a list of every text-tower key it lacks."""
+    if (any(k.startswith(TEXT_TOWER_PREFIX) for k in expected)
+            and not any(k.startswith(TEXT_TOWER_PREFIX) for k in state_dict)
+            and CLASSIFIER_HEAD_KEY in state_dict):
+        classes = state_dict[CLASSIFIER_HEAD_KEY].shape[0]
+        raise ZeroShotError(f'{name} is a classifier checkpoint ({classes} classes, no text '
+                            f'tower), and the model is a zero-shot model, which needs CLIP\'s '
+                            f'text tower too. Load it into its classifier config '
+                            f'(mmclip.list_models("vit-*")), or give the zero-shot model an '
+                            f'open_clip file of both towers (docs/zeroshot.md).')
 
 
 def _refuse_text_tower(state_dict: Mapping[str, torch.Tensor],
@@ -348,6 +379,7 @@ def load_state_dict_into(model: nn.Module,
     expected = {k: v.shape for k, v in model_state.items()}
     if strict:
         _refuse_text_tower(state_dict, expected, name)
+        _refuse_classifier_in_zero_shot(state_dict, expected, name)
     prefixes = tuple(drop_prefixes)
     # Keys the model fills itself when a checkpoint lacks them or has them for another
     # shape (a zero-shot head built for other classes).
@@ -368,11 +400,10 @@ def load_state_dict_into(model: nn.Module,
     # depth) is reported as that, before any position-embedding resampling is tried.
     (missing, unexpected, shapes), _ = sort_out()
     other_shapes = [s for s in shapes if not s.partition(':')[0].endswith('pos_embed')]
-    if strict and (missing or unexpected or other_shapes):
-        lead = (f'{name} was saved from another architecture than the model: '
-                f'{len(other_shapes)} tensors differ in shape, e.g. {other_shapes[0]}.\n'
-                if other_shapes else '')
-        raise StateDictMismatchError(lead + _mismatch_report(name, missing, unexpected, shapes))
+    if strict and other_shapes:
+        raise StateDictMismatchError(_architecture_report(name, missing, unexpected, shapes))
+    if strict and (missing or unexpected):
+        raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))
     _resample_pos_embeds(state_dict, model, expected, name, logger)
     (missing, unexpected, shapes), dropped = sort_out()
     if strict and (missing or unexpected or shapes):

@@ -185,4 +185,22 @@ class CustomDataset(BaseDataset):
             print_log(f"Ignored {skipped} file(s) in '{self.img_prefix}' whose names do not "
                       f'end with one of {self.extensions}.', logger='current',
                       level=logging.WARNING)
+        self._check_no_empty_classes(folders, {label for _, label in samples})
         return samples
+
+    def _check_no_empty_classes(self, folders: Sequence[str], seen: set) -> None:
+        """No image at all ends the run here, naming the folders: later it would be
+        numpy's 'need at least one array to concatenate'. Some empty classes only warn:
+        the labels stay those of the folder order."""
+        empty = [osp.join(self.img_prefix, name) for label, name in enumerate(folders)
+                 if label not in seen]
+        if not empty:
+            return
+        listed = ', '.join(f"'{folder}'" for folder in empty[:5]) + (
+            f' and {len(empty) - 5} more' if len(empty) > 5 else '')
+        if len(empty) == len(folders):
+            raise DatasetLayoutError(
+                f'The class folders of \'{self.img_prefix}\' hold no images ({listed}); '
+                f'expected files ending with one of {self.extensions} in each.')
+        print_log(f'{len(empty)} class folder(s) hold no images: {listed}; those classes '
+                  'have no samples.', logger='current', level=logging.WARNING)

@@ -29,6 +29,7 @@ import logging
 import os
 import os.path as osp
 import sys
+import threading
 from argparse import Namespace
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
@@ -46,7 +47,7 @@ from mmclip.checkpoint import (
 )
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.transforms import ImageReadError
-from mmclip.utils import PRECISIONS, amp_precision, check_precision
+from mmclip.utils import PRECISIONS, amp_precision, check_device, check_precision
 from mmclip.utils.cpu import usable_cores
 
 DEFAULT_DIST_TIMEOUT_S = 1800
@@ -126,9 +127,11 @@ def chosen_precision(args: Namespace, device: str) -> str:
     """The precision ``--amp`` / ``--precision`` asks for on ``device``.
 
     Raises:
-        ValueError: one the device cannot run (fp16 on the CPU), naming the option.
+        ValueError: a CUDA device that is not there, or a precision the device cannot
+            run (fp16 on the CPU), naming the option.
     """
     precision = amp_precision(device) if args.amp else args.precision
+    check_device(device)  # its own message: the precision is not what is wrong
     try:
         check_precision(precision, device)
     except ValueError as err:
@@ -403,12 +406,18 @@ def user_message(err: Exception) -> str:
 _ERROR_FORMAT = '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
 
 
+def _is_console(handler: logging.Handler) -> bool:
+    return (isinstance(handler, logging.StreamHandler)
+            and not isinstance(handler, logging.FileHandler))
+
+
 def log_error(logger: logging.Logger, message: str) -> None:
-    """Log ``message`` at ERROR to each handler of ``logger`` (the console and the Runner's
-    log file), formatted as its other lines are, with each handler's date format."""
+    """Log ``message`` at ERROR to the Runner's log file(s) of ``logger``, formatted as its
+    other lines are, with each handler's date format; the console gets the plain line
+    (``report_error``)."""
     record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, None)
     for handler in logger.handlers:
-        if record.levelno < handler.level:
+        if record.levelno < handler.level or _is_console(handler):
             continue
         formatter = handler.formatter
         handler.setFormatter(logging.Formatter(_ERROR_FORMAT,
@@ -419,10 +428,23 @@ def log_error(logger: logging.Logger, message: str) -> None:
             handler.setFormatter(formatter)
 
 
+def report_error(message: str) -> None:
+    """The console's one line for an error, whether a Runner started or not: the same
+    ``ERROR: ...`` everywhere, without the logger's time and name prefix."""
+    sys.stdout.flush()  # after the run's own output, not inside it
+    print(f'ERROR: {message}', file=sys.stderr, flush=True)
+
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     """Run a tool's body: its exit code when it returns an int, else 0; 1, with a
-    one-line error, for a ``USER_ERRORS`` error (logged, so that it also reaches the log
-    file, when ``run`` started a Runner; else printed to stderr as ``ERROR: <message>``).
+    one-line error, for a ``USER_ERRORS`` error (``ERROR: <message>`` on stderr, after
+    ``rank R: `` in a distributed run, and
+    logged to the log file when ``run`` started a Runner); 130, with one line (rank 0's),
+    for Ctrl-C; 1 without a word when another rank of a distributed run stopped (it said
+    why).
     Other errors, and every error with ``debug`` (default: ``debug_requested()``),
     propagate with their traceback."""
     before = MMLogger.get_current_instance()
@@ -431,13 +453,53 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     except USER_ERRORS as err:
         if debug_requested() if debug is None else debug:
             raise
+        message = _rank_prefix() + user_message(err)
         logger = MMLogger.get_current_instance()
-        if logger is before or logger.instance_name == 'mmengine':  # no Runner started
-            print(f'ERROR: {user_message(err)}', file=sys.stderr)
-        else:
-            log_error(logger, user_message(err))
+        if logger is not before and logger.instance_name != 'mmengine':  # a Runner started
+            log_error(logger, message)
+        report_error(message)
         return 1
+    except KeyboardInterrupt:
+        if debug_requested() if debug is None else debug:
+            raise
+        if os.environ.get('RANK', '0') == '0':  # every rank gets the SIGINT: one line
+            report_error('interrupted (Ctrl-C).')
+        threading.excepthook = _quiet_torn_connections(threading.excepthook)
+        return INTERRUPTED_EXIT_CODE
+    except RuntimeError as err:
+        if (debug_requested() if debug is None else debug) or not _peer_failed(err):
+            raise
+        return 1  # the failed rank printed its own line; torchrun stops this one anyway
     return result if isinstance(result, int) else 0
+
+
+def _rank_prefix() -> str:
+    """'rank R: ' in a distributed run (torchrun sets WORLD_SIZE and RANK), so that the one
+    line also says which process failed."""
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        return f"rank {os.environ.get('RANK', '?')}: "
+    return ''
+
+
+def _quiet_torn_connections(hook: Callable) -> Callable:
+    """After Ctrl-C the DataLoader workers are gone: a helper thread still talking to one
+    (multiprocessing's fd sharing) ends on a reset connection, which is no news."""
+    def excepthook(args) -> None:
+        if not issubclass(args.exc_type, (ConnectionError, EOFError)):
+            hook(args)
+    return excepthook
+
+
+# What gloo / NCCL raise in the other ranks when one rank has stopped mid-collective.
+_PEER_FAILURE_MARKS = ('Connection closed by peer', 'Connection reset by peer',
+                       'NCCL communicator was aborted')
+
+
+def _peer_failed(err: RuntimeError) -> bool:
+    """A collective of a distributed run failed because another rank stopped."""
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+            and any(mark in str(err) for mark in _PEER_FAILURE_MARKS))
 
 
 def exit_process(code: int) -> NoReturn:

@@ -41,6 +41,14 @@ def amp_precision(device: Union[str, torch.device]) -> str:
     return 'fp16' if _device_type(device) == 'cuda' else 'bf16'
 
 
+def check_device(device: Union[str, torch.device]) -> None:
+    """Raise ``ValueError`` for a CUDA device torch cannot use here: moving a model there
+    would end in a 40-line traceback from torch's lazy CUDA initialisation."""
+    if _device_type(device) == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {str(device)!r}: torch finds no CUDA GPU here (no GPU, no '
+                         f'driver, or a CPU-only torch build); use the CPU (--device cpu).')
+
+
 def check_precision(precision: str, device: Union[str, torch.device] = 'cpu') -> None:
     """Raise ``ValueError`` if ``precision`` is unknown or unsupported on ``device``."""
     if precision not in PRECISIONS:

@@ -75,7 +75,13 @@ from mmclip.engine.launch import (
     merge_cfg_options,
 )
 from mmclip.registry import TRANSFORMS
-from mmclip.utils import amp_precision, autocast_context, check_precision, maybe_compile
+from mmclip.utils import (
+    amp_precision,
+    autocast_context,
+    check_device,
+    check_precision,
+    maybe_compile,
+)
 from mmclip.utils.cpu import default_num_workers
 
 
@@ -138,6 +144,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     add_debug_option(parser)
     parser.add_argument('--startup-child', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        check_device(args.device)
+    except ValueError as err:
+        parser.error(f'--device {args.device}: {err}')
     if args.amp:
         args.precision = [amp_precision(args.device)]
     for precision in args.precision:
