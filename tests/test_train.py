@@ -566,7 +566,7 @@ ONE_ITERATION = ['train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
 def test_seed_config_trains_an_iteration(seed, imagenet_root, tmp_path, capsys):
     """The seed's data, schedule and runtime at its own resolution; the model is made
     tiny by a config inheriting the seed, as users write theirs."""
-    config = tmp_path / 'tiny_seed.py'
+    config = tmp_path / f'tiny_{seed.stem}.py'  # its own experiment (logger) name
     config.write_text(f'_base_ = [{str(seed)!r}]\n'
                       f'model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r})), '
                       f'head=dict(in_channels={TINY_ARCH["embed_dims"]}))\n')

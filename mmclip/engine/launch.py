@@ -20,6 +20,7 @@
   without the interpreter teardown that can abort a finished gloo rank.
 """
 import argparse
+import contextlib
 import copy
 import datetime
 import difflib
@@ -28,10 +29,11 @@ import inspect
 import logging
 import os
 import os.path as osp
+import signal
 import sys
 import threading
 from argparse import Namespace
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
@@ -448,6 +450,11 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
     Other errors, and every error with ``debug`` (default: ``debug_requested()``),
     propagate with their traceback."""
     before = MMLogger.get_current_instance()
+    with _quiet_threads_once_interrupted():
+        return _exit_code_of(run, debug, before)
+
+
+def _exit_code_of(run: Callable[[], Any], debug: Optional[bool], before: MMLogger) -> int:
     try:
         result = run()
     except USER_ERRORS as err:
@@ -464,7 +471,6 @@ def exit_code_of(run: Callable[[], Any], debug: Optional[bool] = None) -> int:
             raise
         if os.environ.get('RANK', '0') == '0':  # every rank gets the SIGINT: one line
             report_error('interrupted (Ctrl-C).')
-        threading.excepthook = _quiet_torn_connections(threading.excepthook)
         return INTERRUPTED_EXIT_CODE
     except RuntimeError as err:
         if (debug_requested() if debug is None else debug) or not _peer_failed(err):
@@ -481,13 +487,33 @@ def _rank_prefix() -> str:
     return ''
 
 
-def _quiet_torn_connections(hook: Callable) -> Callable:
-    """After Ctrl-C the DataLoader workers are gone: a helper thread still talking to one
-    (multiprocessing's fd sharing) ends on a reset connection, which is no news."""
-    def excepthook(args) -> None:
-        if not issubclass(args.exc_type, (ConnectionError, EOFError)):
+@contextlib.contextmanager
+def _quiet_threads_once_interrupted() -> Iterator[None]:
+    """From Ctrl-C on, the DataLoader workers are gone: a helper thread still talking to
+    one (multiprocessing's fd sharing) ends on a reset connection, which is no news. The
+    SIGINT is noted as it arrives (the thread can fail before the KeyboardInterrupt is
+    handled), and the signal handler and thread hook are restored afterwards."""
+    interrupted = threading.Event()
+    hook = threading.excepthook
+
+    def quiet(args) -> None:
+        if not (interrupted.is_set() and issubclass(args.exc_type, (ConnectionError, EOFError))):
             hook(args)
-    return excepthook
+
+    def on_sigint(signum, frame) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    threading.excepthook = quiet
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, handler)
+        if not interrupted.is_set():  # after Ctrl-C, threads may still end until exit
+            threading.excepthook = hook
 
 
 # What gloo / NCCL raise in the other ranks when one rank has stopped mid-collective.
