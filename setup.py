@@ -112,8 +112,8 @@ setup(
         'evaluation': EVALUATION_EXTRA,
         # The SigLIP / SigLIP 2 zero-shot towers' tokenizers.
         'siglip': SIGLIP_EXTRA,
-        'tests': ['pytest>=7', 'pytest-xdist>=3', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA + OPENVINO_EXTRA +
-        SIGLIP_EXTRA + EVALUATION_EXTRA,
+        'tests': ['pytest>=7', 'pytest-xdist>=3', 'timm>=1.0.9', 'ruff>=0.5'] + ONNX_EXTRA +
+        OPENVINO_EXTRA + SIGLIP_EXTRA + EVALUATION_EXTRA,
     },
     zip_safe=False,
 )
