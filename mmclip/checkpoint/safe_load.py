@@ -101,8 +101,9 @@ def _read(path: str, map_location: MapLocation, mmap: bool, name: str) -> Any:
                                   f'a safetensors file (an HTML error page or a text file?).')
     if file_format == 'safetensors':
         return check_plain_data(_read_safetensors(path, map_location), path)
-    scanned = scan_checkpoint(path)
-    checkpoint = _torch_load(path, scanned, map_location, mmap and zipfile.is_zipfile(path))
+    is_zip = zipfile.is_zipfile(path)
+    scanned = scan_checkpoint(path, is_zip)
+    checkpoint = _torch_load(path, scanned, map_location, mmap and is_zip)
     if scanned.dropped_globals:
         checkpoint = _drop_statistics(checkpoint, path, scanned.dropped_globals, name)
     checkpoint = check_plain_data(checkpoint, path)
@@ -132,15 +133,18 @@ def _read_safetensors(path: str, map_location: MapLocation) -> dict:
 
 
 # ---- step 1: the opcode scan ---------------------------------------------------------------
-def scan_checkpoint(path: str) -> pickle_scan.Scan:
-    """Step 1 for a PyTorch file (zip or legacy format).
+def scan_checkpoint(path: str, is_zip: Optional[bool] = None) -> pickle_scan.Scan:
+    """Step 1 for a PyTorch file (zip or legacy format; ``is_zip`` when the caller has
+    already looked).
 
     Raises:
         UnsafeCheckpointError: a name or opcode outside mmclip's list, naming the file.
         CheckpointReadError: not a well-formed zip or pickle.
     """
     try:
-        return _scan_zip(path) if zipfile.is_zipfile(path) else _scan_legacy(path)
+        if is_zip is None:
+            is_zip = zipfile.is_zipfile(path)
+        return _scan_zip(path) if is_zip else _scan_legacy(path)
     except pickle_scan.PickleRefusal as err:
         raise UnsafeCheckpointError(_refusal(path, str(err))) from None
     except pickle_scan.MalformedPickle as err:
