@@ -134,6 +134,28 @@ def isolated_environment(tmp_path_factory) -> Iterator[Dict[str, Path]]:
         cwd.mkdir()
         mp.chdir(cwd)
         yield folders
+    unmapped = unmapped_signal_stack()
+    if unmapped:
+        pytest.fail(f'this test left the main thread on an unmapped alternate signal stack '
+                    f'({unmapped}): the next signal handled there (Ctrl-C, a DataLoader\'s '
+                    f'SIGCHLD) would end the process in SIGSEGV', pytrace=False)
+
+
+def unmapped_signal_stack() -> str:
+    """The main thread's alternate signal stack as 'address+size' when it is enabled but
+    no longer mapped (a library freed it without putting the old one back), else ''."""
+    if not os.path.exists('/proc/self/maps'):
+        return ''
+    from mmclip.utils.signal_stack import current_signal_stack
+    stack = current_signal_stack()
+    if stack is None or not stack.ss_sp or stack.ss_flags & 2:  # SS_DISABLE
+        return ''
+    with open('/proc/self/maps') as maps:
+        for line in maps:
+            low, high = (int(x, 16) for x in line.split()[0].split('-'))
+            if low <= stack.ss_sp < high:
+                return ''
+    return f'{stack.ss_sp:#x}+{stack.ss_size}'
 
 
 @pytest.fixture(scope='session')

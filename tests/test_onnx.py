@@ -422,6 +422,28 @@ def test_tools_test_refuses_an_escaping_model_in_one_line(tiny, tmp_path):
 
 # ---- OpenVINO ----------------------------------------------------------------------------
 @needs_openvino
+def test_two_openvino_models_leave_signal_handling_working(tiny):
+    """OpenVINO's CPU plugin leaves the thread that made two of them, released in the order
+    made, on an alternate signal stack it has unmapped: without mmclip's guard the SIGCHLD
+    handler torch's DataLoader installs (or Ctrl-C's) then ends the process in SIGSEGV."""
+    script = (
+        'import faulthandler, gc, signal, subprocess, sys\n'
+        'faulthandler.enable()\n'  # a stack of Python's own on the main thread, as pytest has
+        'from mmclip.deployment import build_openvino_classifier\n'
+        'models = [build_openvino_classifier(sys.argv[1], sys.argv[2], threads=1) '
+        'for _ in range(2)]\n'
+        'del models[0]; gc.collect(); del models[0]; gc.collect()\n'
+        'signal.signal(signal.SIGCHLD, lambda *args: None)\n'
+        'subprocess.run(["true"], check=True)\n'
+        'print("signals still handled")\n')
+    config, _, onnx_file, _ = tiny
+    result = subprocess.run([sys.executable, '-c', script, str(config), str(onnx_file)],
+                            env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.strip() == 'signals still handled'
+
+
+@needs_openvino
 def test_openvino_runs_the_export_in_fp32_unless_bf16_is_asked_for(tiny, images_dir):
     import openvino as ov
 

@@ -13,6 +13,7 @@ import torch
 
 from mmclip.registry import MODELS
 from mmclip.utils.cpu import usable_cores
+from mmclip.utils.signal_stack import signal_stack_kept
 
 from .exported_classifier import ExportedClassifier, build_with_config, require
 from .onnx_check import check_onnx_file
@@ -30,7 +31,8 @@ def _compile(onnx_file: Union[str, Path], device: str, threads: Optional[int],
     config = {'INFERENCE_NUM_THREADS': threads or usable_cores(),
               'INFERENCE_PRECISION_HINT': _PRECISION_HINTS[precision],
               'PERFORMANCE_HINT': 'LATENCY'}  # one stream: a batch uses all the threads
-    return ov.Core().compile_model(os.fspath(onnx_file), 'CPU', config)
+    with signal_stack_kept():  # the CPU plugin would leave this thread on a stack it frees
+        return ov.Core().compile_model(os.fspath(onnx_file), 'CPU', config)
 
 
 def compile_openvino(onnx_file: Union[str, Path], device: str = 'cpu',
