@@ -3,6 +3,7 @@ keys, strict checks, pos_embed resampling, refused pickles, resumable training c
 
 Weights come from randomly initialised tiny models; URLs are served by a local HTTP server.
 """
+import contextlib
 import hashlib
 import http.server
 import logging
@@ -14,11 +15,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Iterator, List
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 from mmclip import get_model
 from mmclip.checkpoint import (
@@ -82,6 +85,18 @@ class ListHandler(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def current_log() -> Iterator[List[str]]:
+    """The messages of mmengine's current logger (``print_log(logger='current')``)."""
+    logger = MMLogger.get_current_instance()
+    handler = ListHandler()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def list_logger():
@@ -226,12 +241,23 @@ def test_fallback_source_is_used_when_the_first_is_unreachable(
     info = model_zoo.ModelInfo('tiny-clip', str(config), sources[0], sources, {})
     monkeypatch.setattr(model_zoo, '_zoo', lambda: {'tiny-clip': info})
 
-    model = get_model('tiny-clip', pretrained=True)
+    with current_log() as first:
+        model = get_model('tiny-clip', pretrained=True)
 
     assert http_server.requests == ['/timm/tiny_clip/resolve/main/model.safetensors']
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert (model(x) - reference(x)).abs().max().item() <= 1e-5
+    # The log and the model name the file that was loaded, and say it was converted.
+    assert model.weights_source == sources[1]
+    assert any('Trying the next source' in m for m in first)
+    assert f'{sources[1]}: timm weights, renamed to mmclip\'s keys by its conversion table' in first
+    assert f'Loaded checkpoint {sources[1]}' in first
+    # The next run takes the cached fallback at once: no failed fetch of the first URL again.
+    with current_log() as second:
+        again = get_model('tiny-clip', pretrained=True)
+    assert again.weights_source == sources[1] and len(http_server.requests) == 1
+    assert not any('Cannot fetch' in m or 'Trying the next' in m for m in second), second
 
 
 @pytest.mark.parametrize('how', ['env', 'argument', 'folder'])
@@ -250,7 +276,34 @@ def test_mirrors_serve_the_original_url(how, tiny_config, http_server, torch_hom
     model = get_model(str(config), pretrained=url, mirrors=None if how == 'env' else mapping)
     assert_same_weights(source, model)
     assert http_server.requests == ([] if how == 'folder' else ['/' + path.name])
-    assert (torch_home / 'hub' / 'checkpoints' / path.name).is_file()
+    # A mirror folder's file is read where it is (no copy in the cache), and named.
+    cached = torch_home / 'hub' / 'checkpoints' / path.name
+    assert cached.is_file() == (how != 'folder')
+    served_from = path if how == 'folder' else http_server.url(path.name)
+    assert model.weights_source == f'{url} (from mirror {served_from})'
+
+
+def test_a_mirror_folder_file_is_checked_in_place(tiny_config, torch_home, tmp_path):
+    """Read in place, but checked as a download is: the hash its name promises, a whole
+    checkpoint; it is never changed or deleted."""
+    config = tiny_config()
+    good = save_with_hash(randomised(build(config)).state_dict(), tmp_path, 'mirrored')
+    url = f'https://download.openmmlab.invalid/clip/{good.name}'
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    mapping = {'https://download.openmmlab.invalid/clip': str(mirror)}
+    with pytest.raises(CheckpointDownloadError, match='mirror file .* does not exist'):
+        get_model(str(config), pretrained=url, mirrors=mapping)
+    (mirror / good.name).write_bytes(good.read_bytes()[:-100])  # truncated
+    with pytest.raises(CheckpointDownloadError, match='not a complete checkpoint'):
+        get_model(str(config), pretrained=url, mirrors=mapping)
+    other = save_with_hash(randomised(build(config)).state_dict(), tmp_path, 'other')
+    (mirror / good.name).write_bytes(other.read_bytes())  # whole, but not the promised file
+    with pytest.raises(HashMismatchError):
+        get_model(str(config), pretrained=url, mirrors=mapping)
+    assert (mirror / good.name).read_bytes() == other.read_bytes()
+    assert not (torch_home / 'hub' / 'checkpoints').exists() or not any(
+        (torch_home / 'hub' / 'checkpoints').iterdir())
 
 
 def test_bad_mirror_spec_is_a_clear_error(monkeypatch, torch_home):

@@ -172,3 +172,75 @@ def test_a_b16_checkpoint_in_a_b32_model_is_one_consistent_line(tiny, tmp_path):
     line = assert_one_error_line(result, 'was saved from another architecture than the model: '
                                          '2 tensor(s) differ in shape (backbone.patch_embed.')
     assert 'backbone.pos_embed: checkpoint (1, 17, 64) vs model (1, 5, 64)' in line
+
+
+# ---- outputs: checked before the work -------------------------------------------------
+TOOLS = REPO_ROOT / 'tools'
+
+
+@pytest.mark.parametrize('tool,name', [('test.py', 'preds.json'),
+                                       ('analysis_tools/benchmark.py', 'report.json'),
+                                       ('deployment/pytorch2onnx.py', 'model.onnx'),
+                                       ('predict.py', 'preds.jsonl')])
+def test_a_file_the_tool_did_not_write_is_refused_before_any_work(tiny, tmp_path, tool, name):
+    """The model, the checkpoint and the data are never reached: the checkpoint here does
+    not exist (test.py: nothing is evaluated, no log is written), yet the error is about the
+    output, which is kept."""
+    out = tmp_path / name
+    content = b'{"the user\'s": "own file"}\n'
+    out.write_bytes(content)
+    missing = str(tmp_path / 'missing.pth')
+    config = str(tiny['config16'])
+    argv = {'test.py': [config, str(tiny['ckpt16']), '--data-root', str(tiny['data']),
+                        '--out', str(out), '--work-dir', str(tmp_path / 'work')],
+            'analysis_tools/benchmark.py': [config, '--checkpoint', missing, '--out', str(out)],
+            'deployment/pytorch2onnx.py': [config, missing, str(out)],
+            'predict.py': [str(tiny['data']), '--model', config, '--checkpoint', missing,
+                           '--out', str(out)]}[tool]
+    result = run_tool([str(TOOLS / tool), *argv], tmp_path)
+    assert_one_error_line(result, f'{out} exists and was not written by')
+    assert out.read_bytes() == content
+    assert not (tmp_path / 'work').exists() or not any((tmp_path / 'work').iterdir())
+
+
+def test_predict_refuses_empty_input_and_creates_the_out_folder_saying_so(tiny, tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'notes.txt').write_text('not an image')
+    out = tmp_path / 'new' / 'sub' / 'preds.jsonl'
+    command = [str(TOOLS / 'predict.py'), '--model', str(tiny['config16']), '--checkpoint',
+               str(tiny['ckpt16']), '--out', str(out), '--num-workers', '0']
+    result = run_tool([command[0], str(empty), *command[1:]], tmp_path)
+    assert_one_error_line(result, f'no image in {empty}')
+    assert 'predict.py --help' in result.stderr and not out.parent.exists()
+
+    result = run_tool([command[0], str(tiny['data']), *command[1:]], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f'Created the folder {out.parent} for --out' in result.stdout
+    assert '8 images; 8 classified now by rank 0 of 1 (0 of them unreadable' in result.stdout
+    assert len(out.read_text().splitlines()) == 1 + 8  # the marker, then one record each
+
+
+def test_predictions_files_are_recognised_without_running_a_pickle(tmp_path):
+    """tools/test.py --out replaces only what DumpPredictions wrote; a pickle that would
+    build objects is judged from its opcodes, never loaded."""
+    import json
+    import pickle
+
+    from mmclip.evaluation import is_predictions_file
+    record = dict(img_path='a.jpg', gt_label=1, pred_label=2, pred_score=0.5, load_error=None)
+    ours_json, ours_pkl = tmp_path / 'p.json', tmp_path / 'p.pkl'
+    ours_json.write_text(json.dumps([record]))
+    ours_pkl.write_bytes(pickle.dumps([record]))
+    assert is_predictions_file(str(ours_json)) and is_predictions_file(str(ours_pkl))
+    marker = tmp_path / 'ran'
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), 'w'))
+    hostile = tmp_path / 'hostile.pkl'
+    hostile.write_bytes(pickle.dumps([record, Payload()]))
+    theirs = tmp_path / 'theirs.json'
+    theirs.write_text(json.dumps([dict(record, extra=1)]))
+    assert not is_predictions_file(str(hostile)) and not marker.exists()
+    assert not is_predictions_file(str(theirs))

@@ -302,7 +302,8 @@ def test_error_records_are_kept_and_retried_with_retry_errors(setup, reference, 
     assert '0 classified now' in stdout and '2 error records kept' in stdout
     assert out.read_bytes() == reference.read_bytes()
     stdout = _predict(setup, out, '--topk', '3', '--retry-errors')
-    assert '2 classified now by rank 0 of 1 (2 retried after an error record)' in stdout
+    assert ('2 classified now by rank 0 of 1 (2 of them unreadable: error records; 2 retried '
+            'after an error record)') in stdout
     records = _jsonl(out)
     assert sorted(r['path'] for r in records) == sorted(r['path'] for r in _jsonl(reference))
     assert [Path(r['path']).name for r in records[-2:]] == ['empty.jpg', 'notes.png']

@@ -29,6 +29,7 @@ from mmengine.dist import all_gather_object, broadcast_object_list, init_dist, i
 
 import mmclip
 from mmclip.apis.model_zoo import is_zero_shot, resolve_config
+from mmclip.cli.outputs import make_parent_folder
 from mmclip.datasets import DatasetLayoutError
 from mmclip.datasets.imagenet_shifts import OBJECTNET_BORDER
 from mmclip.engine.launch import (
@@ -146,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
                               options=dataset_options(args, n))): n for n in names}
     # Rank 0 owns --out (other nodes may not see it): it decides, the others follow.
     done = {S.result_key(r) for r in S.read_results(args.out)} if writer else set()
+    if writer:
+        make_parent_folder(args.out, '--out')
+        if args.chart:
+            make_parent_folder(args.chart, '--chart')
     todo = [[n for key, n in keys.items() if key not in done]]
     broadcast_object_list(todo)
     todo = todo[0]

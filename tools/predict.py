@@ -31,8 +31,15 @@ from mmengine.utils import ProgressBar
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.apis.batch_prediction import collect_inputs, output_format, predict_files
+from mmclip.apis.batch_prediction import (
+    PredictionFile,
+    collect_inputs,
+    output_format,
+    predict_files,
+)
 from mmclip.apis.inference import BACKENDS, ImageClassificationInferencer
+from mmclip.cli.outputs import make_parent_folder
+from mmclip.datasets import IMG_EXTENSIONS
 from mmclip.engine.launch import (
     HelpFormatter,
     add_debug_option,
@@ -113,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == 'torch':
         check_precision(args.precision, device)
     paths = collect_inputs(args.inputs)
+    if not paths:
+        raise ValueError(f'no image in {" ".join(args.inputs)} (folders are searched for '
+                         f'{", ".join(IMG_EXTENSIONS)} files; a list file names one image per '
+                         f'line): nothing to classify. See tools/predict.py --help for INPUT.')
+    # Before the model loads: an --out this tool may not write is refused now.
+    PredictionFile(args.out, output_format(args.out), args.topk).check()
+    if rank == 0:
+        make_parent_folder(args.out, '--out')
     model = build_model(args, device, local_world)
     pipeline, _ = ImageClassificationInferencer._build_pipelines(model.cfg)
     summary = predict_files(
@@ -123,9 +138,10 @@ def run(args: argparse.Namespace) -> int:
         retry_errors=args.retry_errors, weights=weights_name(args, model))
     if rank == 0:
         print(f'\n{len(paths)} images; {summary.classified} classified now by rank 0 of '
-              f'{world} ({summary.retried} retried after an error record); '
-              f'{summary.kept_errors} error records kept from before (--retry-errors reads '
-              f'them again); {summary.dropped} untrusted lines dropped; results in {args.out}')
+              f'{world} ({summary.failed} of them unreadable: error records; '
+              f'{summary.retried} retried after an error record); {summary.kept_errors} error '
+              f'records kept from before (--retry-errors reads them again); {summary.dropped} '
+              f'untrusted lines dropped; results in {args.out}')
     return 0
 
 

@@ -32,6 +32,7 @@ from mmengine.model import is_model_wrapper
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
+from mmclip.cli.outputs import check_output_file, check_work_dir
 from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
     HelpFormatter,
@@ -49,7 +50,7 @@ from mmclip.engine.launch import (
     init_cpu_process_group,
     set_data_root,
 )
-from mmclip.evaluation import check_out_file
+from mmclip.evaluation import check_out_file, is_predictions_file
 from mmclip.utils import maybe_compile
 
 
@@ -179,6 +180,10 @@ def config_and_checkpoint(args: argparse.Namespace) -> Tuple[Config, Union[str, 
 def run(args: argparse.Namespace) -> dict:
     cfg, checkpoint = config_and_checkpoint(args)
     cfg = merge_args(cfg, args)
+    # Before any model or data is loaded: outputs that would be refused at the end.
+    check_work_dir(cfg.work_dir)
+    if args.out is not None:
+        check_output_file(args.out, '--out', 'tools/test.py', is_ours=is_predictions_file)
     init_cpu_process_group(cfg)
     runner = (MMClipRunner if args.verbose else QuietRunner).from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

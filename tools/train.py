@@ -26,6 +26,7 @@ from mmengine.runner import Runner
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint.download import is_url
+from mmclip.cli.outputs import check_work_dir
 from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.engine.launch import (
     HelpFormatter,
@@ -177,6 +178,7 @@ def check_train_parts(cfg: Config, config: str) -> None:
 def train(args: argparse.Namespace) -> None:
     cfg = merge_args(resolve_config(args.config)[0], args)
     check_train_parts(cfg, args.config)
+    check_work_dir(cfg.work_dir)
     init_cpu_process_group(cfg)
     runner = build_runner(cfg, args.verbose)
     check_num_classes(runner)

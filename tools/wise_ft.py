@@ -35,7 +35,6 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import os.path as osp
 import secrets
 import sys
@@ -45,6 +44,7 @@ import torch
 
 import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint.loader import load_state_dict_from_source
+from mmclip.cli.outputs import check_work_dir
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.models.classifiers import FLYPClassifier
 from mmclip.utils.atomic_file import atomic_write
@@ -135,9 +135,7 @@ class OutputFolder:
     """DIR and its record of what this tool wrote there (file name -> SHA-256)."""
 
     def __init__(self, path: str) -> None:
-        if osp.exists(path) and not osp.isdir(path):
-            raise NotADirectoryError(f'--out {path} is a file; expected a folder.')
-        os.makedirs(path, exist_ok=True)
+        check_work_dir(path, '--out')
         self.path = path
         self.record = self._read_record()
 

@@ -217,6 +217,12 @@ class PredictionFile:
             f'not the {"header" if self.fmt == ".csv" else "marker"} '
             f'{self.marker.decode().strip()}); it is left as it is: use another --out.')
 
+    def check(self) -> None:
+        """Raise ``OutputFileError`` now if the file may not be written (see ``read``)."""
+        data = self._read_bytes()
+        if data:
+            self._check_marker(data)
+
     def read(self, inputs: Set[str], retry_errors: bool = False) -> HeldRecords:
         """Judge every complete line after the marker; see ``HeldRecords``.
 
@@ -385,10 +391,12 @@ def _records(model: torch.nn.Module, batch: list, paths: Sequence[str], topk: in
 @dataclass
 class PredictionSummary:
     """What ``predict_files`` did on one rank: images classified now, of them those whose
-    error record was dropped to read them again (``retry_errors``), the error records the
-    output keeps (not retried), and the untrusted lines dropped from the output."""
+    error record was dropped to read them again (``retry_errors``), those of them that
+    could not be read (an error record written now), the error records the output keeps
+    (not retried), and the untrusted lines dropped from the output."""
     classified: int
     retried: int
+    failed: int
     kept_errors: int
     dropped: int
 
@@ -450,12 +458,14 @@ def predict_files(model: torch.nn.Module,
     todo = [i for i in range(rank, len(paths), world_size) if paths[i] not in done]
     classes = (getattr(model, 'dataset_meta', None) or {}).get('classes')
     autocast = autocast or contextlib.nullcontext
+    failed = 0
     if todo:
         loader = DataLoader(ImageFiles(paths, todo, pipeline), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=_collate)
         bar = progress_bar(len(todo)) if progress_bar is not None else None
         for batch in loader:
             records = _records(model, batch, paths, topk, classes, autocast, weights)
+            failed += sum('error' in r for r in records)
             part.append(target.format(r) for r in records)
             if bar is not None:
                 bar.update(len(batch))
@@ -464,8 +474,8 @@ def predict_files(model: torch.nn.Module,
         if rank == 0:
             merge_parts(target, paths)
         barrier()
-    return PredictionSummary(len(todo), sum(paths[i] in retried for i in todo), kept_errors,
-                             dropped)
+    return PredictionSummary(len(todo), sum(paths[i] in retried for i in todo), failed,
+                             kept_errors, dropped)
 
 
 def merge_parts(target: PredictionFile, paths: Sequence[str]) -> None:

@@ -200,13 +200,6 @@ def _class_names(checkpoint, num_classes: Optional[int],
     return imagenet_categories() if num_classes == 1000 else None
 
 
-def _weights_name(sources: Tuple[str, ...], model: ModelSpec) -> Optional[str]:
-    """How messages name the loaded weights: the file or URL, or the zoo entry."""
-    if not sources:
-        return None
-    return sources[0] if len(sources) == 1 else f'the published weights of {model}'
-
-
 def is_zero_shot(model: Union[ModelSpec, nn.Module]) -> bool:
     """Whether ``model`` (built, or a zoo name / config) is a CLIP zero-shot classifier."""
     if isinstance(model, nn.Module):
@@ -302,7 +295,7 @@ def get_model(model: ModelSpec,
         _say_weights_are_random(info.name)
     num_classes = cfg.model.get('head', {}).get('num_classes')
     net.cfg = cfg
-    net.weights_source = _weights_name(sources, model)
+    net.weights_source = getattr(net, 'weights_source', None)  # set by the load
     net.dataset_meta = dict(classes=_class_names(checkpoint, num_classes, net.weights_source))
     if device is not None:
         check_device(device)

@@ -110,10 +110,18 @@ class Fetched(NamedTuple):
     origin: str
 
     def describe(self) -> str:
-        """How messages name it: the source, and the mirror when one served it."""
-        if self.origin in (self.source, self.path):
+        """How messages name it: the source, and the mirror when one served it (a mirror
+        folder's file is read where it is, so its path is named)."""
+        cached = self.origin == self.path and osp.dirname(self.path) == cache_dir()
+        if self.origin == self.source or cached:
             return self.source
         return f'{self.source} (from mirror {self.origin})'
+
+
+def cached_copy(url: str) -> Optional[str]:
+    """The cache's file for ``url`` if there is one (not verified yet)."""
+    path = osp.join(cache_dir(), cached_file_name(url))
+    return path if osp.isfile(path) else None
 
 
 def is_url(source: str) -> bool:
@@ -570,21 +578,25 @@ def _completeness_problem(path: str, file_format: str) -> Optional[str]:
     return None
 
 
-def _check_download(path: str, url: str, via: str, received: _Received) -> None:
-    """Refuse what is not a whole checkpoint or fails a hash, before it enters the cache."""
-    kind = f' ({received.content_type})' if received.content_type else ''
+def _not_a_checkpoint(path: str, kind: str = '') -> Optional[str]:
+    """Why ``path`` is not a whole checkpoint (``kind``: the server's content type, for the
+    message), or None."""
     file_format = checkpoint_format(path)
     if file_format is None:
         with open(path, 'rb') as f:
             head = f.read(32)
-        raise CheckpointDownloadError(
-            f'Refusing the download of {url}{via}: it is not a checkpoint{kind} but starts '
-            f'with {head!r} (an error or login page?); it was not cached.')
+        return f'it is not a checkpoint{kind} but starts with {head!r} (an error or login page?)'
     problem = _completeness_problem(path, file_format)
+    return None if problem is None else f'it is not a complete checkpoint{kind}: {problem}'
+
+
+def _check_download(path: str, url: str, via: str, received: _Received) -> None:
+    """Refuse what is not a whole checkpoint or fails a hash, before it enters the cache."""
+    kind = f' ({received.content_type})' if received.content_type else ''
+    problem = _not_a_checkpoint(path, kind)
     if problem is not None:
-        raise CheckpointDownloadError(
-            f'Refusing the download of {url}{via}: it is not a complete checkpoint{kind}: '
-            f'{problem}. It was deleted, not cached.')
+        raise CheckpointDownloadError(f'Refusing the download of {url}{via}: {problem}; it '
+                                      f'was deleted, not cached.')
     prefix = expected_hash_prefix(url)
     if prefix is not None and not received.sha256.startswith(prefix):
         promise = f'the file name promises one starting with {prefix}'
@@ -629,6 +641,20 @@ def _use_cached(url: str, dst: str) -> Fetched:
     return Fetched(dst, url, dst)
 
 
+def _use_mirror_file(url: str, path: str, dst: str) -> Fetched:
+    """A mirror folder's file is read where it is (a copy into the cache would double a
+    350 MB file); it is checked as a download is: a whole checkpoint, and the hash its
+    name promises."""
+    if not osp.isfile(path):
+        raise CheckpointDownloadError(f'Cannot fetch checkpoint {url}: its mirror file {path} '
+                                      f'does not exist. {_offline_hint(url, dst)}')
+    problem = _not_a_checkpoint(path)
+    if problem is not None:
+        raise CheckpointDownloadError(f'Refusing the mirror file {path} of {url}: {problem}.')
+    verify_file(path, f'replace it with {url}')
+    return Fetched(path, url, path)
+
+
 def fetch_url(url: str,
               mirrors: Optional[Mapping[str, str]] = None,
               progress: bool = True,
@@ -641,6 +667,8 @@ def fetch_url(url: str,
     if osp.isfile(dst):
         return _use_cached(url, dst)
     location = resolve_mirror(url, mirrors)
+    if not is_url(location):
+        return _use_mirror_file(url, location, dst)
     os.makedirs(osp.dirname(dst), exist_ok=True)
     os.makedirs(_state_dir('locks'), exist_ok=True)
     lock = FileLock(osp.join(_state_dir('locks'), osp.basename(dst) + '.lock'),

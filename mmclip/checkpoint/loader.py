@@ -38,6 +38,7 @@ from .convert_open_clip import (
 from .download import (
     CheckpointDownloadError,
     Fetched,
+    cached_copy,
     fetch_url,
     is_url,
     open_verified,
@@ -78,10 +79,11 @@ def fetch_checkpoint(sources: Sources,
     """The first source that can be had, verified, and where it came from.
 
     Args:
-        sources: a path or URL, or several tried in order (a URL that cannot be fetched,
-            or a file that fails its hash check, moves on to the next one with a logged
-            warning). A local file whose name carries a hash (``...-b384e830.pth``, the
-            OpenMMLab / mmpretrain naming) is verified like a download.
+        sources: a path or URL, or several tried in order, a URL already in the cache
+            first (a URL that cannot be fetched, or a file that fails its hash check,
+            moves on to the next one with a logged warning). A local file whose name
+            carries a hash (``...-b384e830.pth``, the OpenMMLab / mmpretrain naming) is
+            verified like a download.
         mirrors: URL prefix -> mirror prefix or local folder (see ``download.py``).
 
     Raises:
@@ -90,6 +92,10 @@ def fetch_checkpoint(sources: Sources,
     sources = [sources] if isinstance(sources, str) else list(sources)
     if not sources:
         raise ValueError('No checkpoint source given.')
+    # A source already in the cache is used without trying the ones before it again: a
+    # fallback that worked once is not preceded by the same failed fetch on every run.
+    cached = [s for s in sources if is_url(s) and cached_copy(s)]
+    sources = cached[:1] + [s for s in sources if s not in cached[:1]]
     failures = []
     for index, source in enumerate(sources):
         try:
@@ -177,6 +183,8 @@ def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, t
     convert = {'timm': convert_timm_state_dict,
                'open_clip': convert_open_clip_state_dict}.get(state_dict_format(state_dict))
     if convert is not None:
+        print_log(f'{name}: {state_dict_format(state_dict)} weights, renamed to mmclip\'s keys by '
+                  f'its conversion table', logger='current', level=logging.INFO)
         try:
             return convert(state_dict)
         except (KeyError, ValueError) as err:
@@ -369,7 +377,8 @@ def load_state_dict_into(model: nn.Module,
         allow_nonfinite: as in ``load_checkpoint``.
 
     Returns:
-        The descriptions of what ``drop_prefixes`` left out.
+        The descriptions of what ``drop_prefixes`` left out. The model's
+        ``weights_source`` is set to ``name``.
     """
     logger = logger or 'current'
     model = model.module if is_model_wrapper(model) else model
@@ -414,5 +423,6 @@ def load_state_dict_into(model: nn.Module,
                   logger=logger, level=logging.WARNING)
     model.load_state_dict({k: v for k, v in state_dict.items()
                            if k in expected and v.shape == expected[k]}, strict=False)
+    model.weights_source = name
     print_log(f'Loaded checkpoint {name}', logger=logger, level=logging.INFO)
     return dropped

@@ -63,6 +63,7 @@ from mmclip.apis.inference import BACKENDS
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
+from mmclip.cli.outputs import check_output_file
 from mmclip.engine.launch import (
     HelpFormatter,
     add_cfg_options,
@@ -552,16 +553,31 @@ def print_startup(report: dict) -> None:
     print(f'  {"total":<45}{report["total_s"]:>7.2f}')
 
 
+REPORT_KEYS = ('config', 'checkpoint', 'device', 'threads', 'timer', 'batch_size', 'compile',
+               'torch')
+
+
+def is_report(path: str) -> bool:
+    """Whether ``path`` is a report this tool wrote (``--out`` may then be replaced)."""
+    try:
+        report = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and tuple(report)[:len(REPORT_KEYS)] == REPORT_KEYS
+
+
 def run(argv: List[str]) -> None:
     args = parse_args(argv)
+    if args.out and not args.startup_child:  # now, not after minutes of timing
+        check_output_file(args.out, '--out', 'benchmark.py', is_ours=is_report)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.startup_child:
         print(json.dumps(startup_child(args)))
         return
-    report = dict(config=args.config, checkpoint=args.checkpoint, device=args.device,
-                  threads=torch.get_num_threads(), timer=args.timer,
-                  batch_size=args.batch_size, compile=args.compile, torch=torch.__version__)
+    report = dict(zip(REPORT_KEYS, (args.config, args.checkpoint, args.device,
+                                    torch.get_num_threads(), args.timer, args.batch_size,
+                                    args.compile, torch.__version__)))
     if args.startup:
         report['startup'] = benchmark_startup(argv)
         print_startup(report['startup'])

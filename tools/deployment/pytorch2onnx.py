@@ -17,6 +17,7 @@ from typing import List, Optional
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
+from mmclip.cli.outputs import check_output_file
 from mmclip.deployment import export_onnx, verify_onnx
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 
@@ -43,7 +44,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def is_export(path: str) -> bool:
+    """Whether ``path`` is an .onnx this tool exported (its metadata says so): only such a
+    file is replaced."""
+    import onnx
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001  (anything onnx cannot read is not ours)
+        return False
+    return any(prop.key == 'mmclip.input' for prop in model.metadata_props)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, 'OUT', 'tools/deployment/pytorch2onnx.py', is_ours=is_export)
     model = get_model(args.model, pretrained=args.checkpoint)
     out = export_onnx(model, args.out, opset=args.opset)
     print(f'Exported {out} (input: uint8 RGB [batch, 3, {model.backbone.img_size}, '

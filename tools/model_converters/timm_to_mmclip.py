@@ -27,6 +27,7 @@ import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint import CheckpointFormatError, convert_timm_state_dict, read_checkpoint_file
 from mmclip.checkpoint.download import sha256_of
 from mmclip.checkpoint.loader import state_dict_format, unwrap_state_dict
+from mmclip.cli.outputs import make_parent_folder
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.utils.atomic_file import atomic_write
 
@@ -69,8 +70,7 @@ def check_dst(path: str, overwrite: bool) -> None:
     if osp.lexists(path) and not (overwrite and osp.isfile(path)):
         raise ValueError(f'DST {path} exists; pass --overwrite to replace it.'
                          if osp.isfile(path) else f'DST {path} exists and is not a file.')
-    if not osp.isdir(osp.dirname(osp.abspath(path))):
-        raise FileNotFoundError(f'DST {path}: its folder does not exist.')
+    make_parent_folder(path, 'DST')
 
 
 def save(state_dict: Dict[str, torch.Tensor], path: str) -> None:

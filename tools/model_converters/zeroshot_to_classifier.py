@@ -25,6 +25,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 import mmclip
+from mmclip.cli.outputs import make_parent_folder
 from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.models.classifiers.zero_shot_init import zero_shot_init_state_dict
 from mmclip.utils.atomic_file import atomic_write
@@ -66,8 +67,7 @@ def check_dst(dst: str) -> None:
     if osp.lexists(dst):
         raise ValueError(f'DST {dst} exists; this tool never writes over a file. Remove it '
                               f'or choose another name.')
-    if not osp.isdir(osp.dirname(osp.abspath(dst))):
-        raise FileNotFoundError(f'DST {dst}: its folder does not exist.')
+    make_parent_folder(dst, 'DST')
 
 
 def run(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ import math
 import os
 import os.path as osp
 import pickle
+import pickletools
 from typing import List, Sequence
 
 from mmengine.evaluator import BaseMetric
@@ -24,6 +25,33 @@ def check_out_file(out_file: str) -> None:
     if osp.splitext(out_file)[1].lower() not in OUT_FORMATS:
         raise ValueError(f"The predictions file must end in one of {OUT_FORMATS}; "
                          f"got '{out_file}'.")
+
+
+RECORD_KEYS = ('img_path', 'gt_label', 'pred_label', 'pred_score', 'load_error')
+# What a pickle of plain lists, dicts, strings and numbers never holds: an existing .pkl
+# with one of these was not written here and is not even unpickled.
+_BUILDING_OPCODES = {'GLOBAL', 'STACK_GLOBAL', 'REDUCE', 'BUILD', 'INST', 'OBJ', 'NEWOBJ',
+                     'NEWOBJ_EX', 'EXT1', 'EXT2', 'EXT4', 'PERSID', 'BINPERSID'}
+
+
+def _plain_unpickle(data: bytes):
+    if any(op.name in _BUILDING_OPCODES for op, _, _ in pickletools.genops(data)):
+        raise ValueError('builds objects')
+    return pickle.loads(data)
+
+
+def is_predictions_file(path: str) -> bool:
+    """Whether ``path`` holds what ``DumpPredictions`` writes (a list of its records), so
+    that a rerun may replace it; any other file is the user's."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+        records = (json.loads(data) if path.lower().endswith('.json') else
+                   _plain_unpickle(data))
+    except Exception:  # noqa: BLE001  (anything unreadable is not ours)
+        return False
+    return isinstance(records, list) and all(
+        isinstance(r, dict) and tuple(r) == RECORD_KEYS for r in records)
 
 
 @METRICS.register_module()
