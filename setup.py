@@ -82,7 +82,7 @@ EVALUATION_EXTRA = ['clip-benchmark>=1.6.2', 'scikit-learn>=1.0']
 setup(
     name='mmclip',
     version=read_version(),
-    description='CLIP ViT-B/16 and ViT-B/32 ImageNet-1k classifiers, OpenMMLab style',
+    description='CLIP image classifiers (ImageNet fine-tuned and zero-shot), OpenMMLab style',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',

@@ -1,4 +1,5 @@
-"""mmclip: CLIP ViT-B/16 and ViT-B/32 ImageNet-1k classifiers, OpenMMLab style."""
+"""mmclip: CLIP image classifiers (ImageNet fine-tuned and zero-shot, ViT-B/32 to
+bigG/14), OpenMMLab style."""
 from .apis import ImageClassificationInferencer, get_model, inference_model, list_models
 from .version import __version__
 

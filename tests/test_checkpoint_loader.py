@@ -361,6 +361,10 @@ def test_pos_embed_of_another_grid_is_resampled_with_a_warning(tiny_config, tmp_
     expected = resize_pos_embed(source.backbone.pos_embed.detach(), (4, 4), (6, 6), 1)
     assert torch.equal(target.backbone.pos_embed.detach(), expected)
     assert any('Resampled backbone.pos_embed' in m and '4x4 to a 6x6' in m for m in messages)
+    # The backbone adapts its own weights: torch's load_state_dict resamples too (its pre-hook).
+    direct = build(tiny_config(img_size=96))
+    direct.load_state_dict(source.state_dict())
+    assert torch.equal(direct.backbone.pos_embed.detach(), expected)
 
     quiet_logger, quiet = list_logger()
     load_checkpoint(build(tiny_config(img_size=64)), str(tmp_path / 'at64.pth'),

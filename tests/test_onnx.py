@@ -19,6 +19,7 @@ from mmengine.dataset import pseudo_collate
 
 from mmclip import get_model, inference_model
 from mmclip.apis.inference import ImageClassificationInferencer
+from mmclip.datasets.transforms import build_test_pipeline
 from mmclip.deployment import (
                                MissingExtraError,
                                export_onnx,
@@ -40,7 +41,7 @@ def _photos(images_dir):
 
 
 def _pipeline_batch(model, paths):
-    pipeline, _ = ImageClassificationInferencer._build_pipelines(model.cfg)
+    pipeline, _ = build_test_pipeline(model.cfg)
     return pseudo_collate([pipeline(dict(img_path=str(p))) for p in paths])
 
 

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 import mmclip
 from mmclip.apis import ImageClassificationInferencer, get_model_info, inference_model
+from mmclip.datasets.transforms import build_test_pipeline
 from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
 from mmclip.models.classifiers import zero_shot_classifier
 from mmclip.models.utils import zero_shot
@@ -134,7 +135,7 @@ def test_tokenizer_equals_open_clips():
 def test_preprocessing_equals_open_clips(name, images_dir):
     """Each config's test pipeline + data preprocessor == open_clip's preprocess (1e-5)."""
     cfg = Config.fromfile(get_model_info(name).config)
-    pipeline = ImageClassificationInferencer._build_pipelines(cfg)[0]
+    pipeline = build_test_pipeline(cfg)[0]
     preprocessor = mmclip.registry.MODELS.build(dict(type='ClsDataPreprocessor',
                                                      **cfg.data_preprocessor))
     theirs = open_clip_preprocess(name)

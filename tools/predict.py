@@ -37,9 +37,11 @@ from mmclip.apis.batch_prediction import (
     output_format,
     predict_files,
 )
-from mmclip.apis.inference import BACKENDS, ImageClassificationInferencer
+from mmclip.apis.inference import BACKENDS
+from mmclip.apis.model_zoo import resolve_config
 from mmclip.cli.outputs import make_parent_folder
 from mmclip.datasets import IMG_EXTENSIONS
+from mmclip.datasets.transforms import build_test_pipeline
 from mmclip.engine.launch import (
     HelpFormatter,
     add_debug_option,
@@ -103,7 +105,8 @@ def build_model(args: argparse.Namespace, device: str, local_world: int) -> torc
     if args.backend == 'onnxruntime':
         from mmclip.deployment import build_onnxruntime_classifier
         threads = max(1, usable_cores() // local_world)  # the node's cores, shared by its ranks
-        return build_onnxruntime_classifier(args.model, args.checkpoint, device, threads)
+        return build_onnxruntime_classifier(resolve_config(args.model)[0], args.checkpoint,
+                                            device, threads)
     return get_model(args.model, pretrained=args.checkpoint or True, device=device)
 
 
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0:
         make_parent_folder(args.out, '--out')
     model = build_model(args, device, local_world)
-    pipeline, _ = ImageClassificationInferencer._build_pipelines(model.cfg)
+    pipeline, _ = build_test_pipeline(model.cfg)
     summary = predict_files(
         model, pipeline, paths, args.out, topk=args.topk, batch_size=args.batch_size,
         num_workers=args.num_workers, rank=rank, world_size=world,

@@ -11,16 +11,15 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.dataset import Compose, pseudo_collate
-from mmengine.registry import DefaultScope
+from mmengine.dataset import pseudo_collate
 from mmengine.utils import ProgressBar
 from PIL import Image
 from torch import nn
 
-from mmclip.datasets.transforms import pil_to_rgb
-from mmclip.models.utils.zero_shot import ZeroShotError
-from mmclip.registry import INFERENCERS, TRANSFORMS
+from mmclip.datasets.transforms import build_test_pipeline, pil_to_rgb
+from mmclip.registry import INFERENCERS
 from mmclip.utils import autocast_context, check_device, check_precision, maybe_compile
+from mmclip.utils.errors import ZeroShotError
 
 from .model_zoo import (
     ModelSpec,
@@ -29,6 +28,7 @@ from .model_zoo import (
     check_class_names,
     get_model,
     is_zero_shot,
+    resolve_config,
     with_prompts,
 )
 
@@ -99,7 +99,8 @@ def _exported_model(model: Union[ModelSpec, nn.Module], pretrained: Pretrained, 
     if precision not in precisions:
         raise ValueError(f"backend={backend!r} runs the exported graph in "
                          f"{' or '.join(precisions)}: use precision='fp32'.")
-    return build_exported_classifier(backend, model, pretrained, device, precision=precision)
+    return build_exported_classifier(backend, resolve_config(model)[0], pretrained, device,
+                                     precision=precision)
 
 
 def _default_device(model: Union[ModelSpec, nn.Module]) -> str:
@@ -196,22 +197,7 @@ class ImageClassificationInferencer:
                                 f'classes; to classify into new classes, use a zero-shot '
                                 f'model (mmclip.list_models("*zeroshot*")).')
         self._forward = maybe_compile(self.model, compile)
-        self._file_pipeline, self._array_pipeline = self._build_pipelines(self.model.cfg)
-
-    @staticmethod
-    def _build_pipelines(cfg) -> tuple:
-        """The test pipeline, and the same without ``LoadImageFromFile`` for arrays."""
-        steps = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
-        steps = steps or cfg.get('test_pipeline')
-        if not steps:
-            raise ValueError('The config has no test pipeline (test_dataloader.dataset.pipeline '
-                             'or test_pipeline); the inferencer preprocesses with it.')
-        if steps[0].get('type') != 'LoadImageFromFile':
-            raise ValueError(f'The test pipeline must start with LoadImageFromFile; it starts '
-                             f'with {steps[0].get("type")!r}.')
-        with DefaultScope.overwrite_default_scope('mmclip'):
-            transforms = [TRANSFORMS.build(step) for step in steps]
-        return Compose(transforms), Compose(transforms[1:])
+        self._file_pipeline, self._array_pipeline = build_test_pipeline(self.model.cfg)
 
     def _prepare(self, image: ImageType, channel_order: str, index: int) -> dict:
         if isinstance(image, (str, os.PathLike)):

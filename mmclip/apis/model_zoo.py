@@ -22,9 +22,10 @@ from torch import nn
 from mmclip.checkpoint import CheckpointFormatError, load_checkpoint
 from mmclip.datasets import imagenet_categories
 from mmclip.models.classifiers import ZeroShotClassifier
-from mmclip.models.utils.zero_shot import ZeroShotError, resolve_prompts
+from mmclip.models.utils.zero_shot import resolve_prompts
 from mmclip.registry import MODELS
 from mmclip.utils import check_device
+from mmclip.utils.errors import ZeroShotError
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ModelSpec = Union[str, os.PathLike, Config]

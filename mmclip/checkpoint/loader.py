@@ -16,7 +16,6 @@ documented exception: a position embedding laid out for another input size is re
 (as timm does) with a logged warning.
 """
 import logging
-import math
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -26,8 +25,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch import nn
 
-from mmclip.models.utils.embed import resize_pos_embed
-from mmclip.models.utils.zero_shot import ZeroShotError
+from mmclip.utils.errors import ZeroShotError
 
 from .convert import convert_timm_state_dict, is_timm_state_dict
 from .convert_open_clip import (
@@ -229,30 +227,16 @@ def load_state_dict_from_source(sources: Sources,
 
 
 # ---- does it fit the model -----------------------------------------------------------------
-def _grid(num_patches: int, key: str) -> Tuple[int, int]:
-    side = math.isqrt(num_patches)
-    if side * side != num_patches:
-        raise StateDictMismatchError(f'{key}: {num_patches} patch tokens do not form a square '
-                                     f'grid; cannot resample it.')
-    return side, side
-
-
-def _resample_pos_embeds(state_dict: Dict[str, torch.Tensor], model: nn.Module,
-                         expected: Mapping[str, torch.Size], name: str, logger) -> None:
-    """Resample ``*pos_embed`` [1, extra + Hs*Ws, C] to the model's [1, extra + Hd*Wd, C]."""
-    for key, value in list(state_dict.items()):
-        target = expected.get(key)
-        if (not key.endswith('pos_embed') or target is None or value.shape == target
-                or value.ndim != 3 or value.shape[-1] != target[-1]):
-            continue
-        owner = model.get_submodule(key.rpartition('.')[0]) if '.' in key else model
-        extra = getattr(owner, 'num_extra_tokens', 1)
-        src, dst = _grid(value.shape[1] - extra, key), _grid(target[1] - extra, key)
-        state_dict[key] = resize_pos_embed(value, src, dst, extra)
-        print_log(f'Resampled {key} of {name} from a {src[0]}x{src[1]} to a {dst[0]}x{dst[1]} '
-                  f'patch grid: the checkpoint was trained at another input size than the '
-                  f'model is built for, so its accuracy may differ from the published one.',
-                  logger=logger, level=logging.WARNING)
+def _adapt(model: nn.Module, state_dict: Dict[str, torch.Tensor], name: str, logger) -> None:
+    """Let each submodule that adapts loaded weights (``adapt_state_dict``, e.g. the ViT
+    resampling a position embedding of another patch grid) do so before the checks."""
+    for prefix, module in model.named_modules():
+        adapt = getattr(module, 'adapt_state_dict', None)
+        if callable(adapt):
+            try:
+                adapt(state_dict, f'{prefix}.' if prefix else '', name, logger)
+            except ValueError as err:
+                raise StateDictMismatchError(str(err)) from None
 
 
 def _mismatches(state_dict: Mapping[str, torch.Tensor],
@@ -413,7 +397,7 @@ def load_state_dict_into(model: nn.Module,
         raise StateDictMismatchError(_architecture_report(name, missing, unexpected, shapes))
     if strict and (missing or unexpected):
         raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))
-    _resample_pos_embeds(state_dict, model, expected, name, logger)
+    _adapt(model, state_dict, name, logger)
     (missing, unexpected, shapes), dropped = sort_out()
     if strict and (missing or unexpected or shapes):
         raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))

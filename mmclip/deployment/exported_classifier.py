@@ -6,12 +6,14 @@ normalisation: the graph does it), and ``forward`` returns logits ('tensor') or 
 ('predict'), so the inferencer, ``tools/test.py`` (same dataset, pipeline and metrics) and
 ``tools/predict.py`` use it as they use the torch model.
 """
+import copy
 import importlib
 import os
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmengine.config import Config
 from mmengine.model import BaseModel
 
 from mmclip.models.heads.vision_transformer_head import predictions_from_logits
@@ -90,10 +92,11 @@ class ExportedClassifier(BaseModel):
 def build_with_config(cls: type, config, onnx_file: Union[str, os.PathLike],
                       **kwargs) -> ExportedClassifier:
     """``cls(onnx_file, **kwargs)`` with ``model.cfg`` (the test pipeline's source) from
-    ``config`` (a zoo name, a config path or a ``Config``, resolved first, so that a bad
-    one fails before the model loads), in eval mode, as ``get_model`` returns one."""
-    from mmclip.apis.model_zoo import resolve_config
-    cfg, _ = resolve_config(config)
+    ``config``, a ``Config`` or a config file (read first, so that a bad one fails before
+    the model loads; a zoo name is resolved by ``mmclip.apis``), in eval mode, as
+    ``get_model`` returns one."""
+    cfg = (copy.deepcopy(config) if isinstance(config, Config) else
+           Config.fromfile(os.fspath(config)))
     model = cls(onnx_file, **kwargs)
     model.cfg = cfg
     return model.eval()

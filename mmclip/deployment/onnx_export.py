@@ -16,6 +16,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from mmclip.datasets.transforms import build_test_pipeline
 from mmclip.utils.atomic_file import PARTIAL_PREFIX
 
 UINT8_RGB_INPUT = 'images'
@@ -34,9 +35,8 @@ class NormalizedClassifier(nn.Module):
         # Pipelines give BGR and ``to_rgb`` flips it; the graph gets RGB, so it flips
         # only for a model that wants BGR.
         self.flip = not pre.to_rgb
-        normalize = getattr(pre, '_enable_normalize', False)
-        self.register_buffer('mean', pre.mean.clone() if normalize else torch.zeros(3, 1, 1))
-        self.register_buffer('std', pre.std.clone() if normalize else torch.ones(3, 1, 1))
+        self.register_buffer('mean', pre.mean.clone() if pre.normalize else torch.zeros(3, 1, 1))
+        self.register_buffer('std', pre.std.clone() if pre.normalize else torch.ones(3, 1, 1))
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -104,10 +104,8 @@ def verify_onnx(model: nn.Module, onnx_file: Union[str, Path], images: list,
     preprocessed by the config's test pipeline (``model.cfg``) and run as one batch."""
     from mmengine.dataset import pseudo_collate
 
-    from mmclip.apis.inference import ImageClassificationInferencer
-
     from .onnxruntime_classifier import build_onnxruntime_classifier
-    pipeline, _ = ImageClassificationInferencer._build_pipelines(model.cfg)
+    pipeline, _ = build_test_pipeline(model.cfg)
     batch = pseudo_collate([pipeline(dict(img_path=str(path))) for path in images])
     session_model = build_onnxruntime_classifier(model.cfg, onnx_file, threads=threads)
     with torch.no_grad():

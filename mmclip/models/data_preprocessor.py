@@ -27,6 +27,10 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
     Input ``data``: ``dict(inputs=list of [3, H, W] tensors or a [B, 3, H, W] tensor,
     data_samples=list of DataSample)``. Output: the same dict with ``inputs`` a float
     [B, 3, H, W] tensor.
+
+    Attributes (read by the ONNX export, which puts this step in the graph): ``to_rgb``,
+    ``normalize`` (whether mean / std are given) and, if so, the ``mean`` and ``std``
+    buffers, [3, 1, 1].
     """
 
     def __init__(self,
@@ -38,8 +42,8 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
         super().__init__()
         if (mean is None) != (std is None):
             raise ValueError('ClsDataPreprocessor needs both mean and std, or neither.')
-        self._enable_normalize = mean is not None
-        if self._enable_normalize:
+        self.normalize = mean is not None
+        if self.normalize:
             self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1),
                                  False)
             self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(-1, 1, 1),
@@ -63,7 +67,7 @@ class ClsDataPreprocessor(BaseDataPreprocessor):
         if self.to_rgb and inputs.shape[1] == 3:
             inputs = inputs.flip(1)
         inputs = inputs.float()
-        if self._enable_normalize:
+        if self.normalize:
             inputs = (inputs - self.mean) / self.std
 
         data_samples = data.get('data_samples', None)

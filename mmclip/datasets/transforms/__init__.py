@@ -9,9 +9,10 @@ from .processing import (
                          ResizeEdge,
                          edge_resize_shape,
 )
+from .test_pipeline import build_test_pipeline
 
 __all__ = [
     'PackInputs', 'ImageReadError', 'LoadImageFromFile', 'pil_to_rgb', 'read_rgb', 'CenterCrop',
     'CropBorder', 'CropPctResize', 'RandomFlip', 'RandomResizedCrop', 'ResizeEdge',
-    'edge_resize_shape'
+    'edge_resize_shape', 'build_test_pipeline'
 ]

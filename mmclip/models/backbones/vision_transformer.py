@@ -11,9 +11,12 @@ SigLIP's towers (``with_cls_token=False``, ``pre_norm=False``: the patch convolu
 has a bias, ``out_type='attn_pool'``) pool the final tokens with ``attn_pool``, a learned
 query attending to all of them (see ``AttentionPool``).
 """
+import logging
+import math
 from typing import Dict, Sequence, Tuple, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import nn
 
@@ -153,6 +156,9 @@ class VisionTransformer(BaseModule):
 
         if frozen_stages > 0:
             self._freeze_stages()
+        # Any load_state_dict (mmclip's loader, mmengine's, a user's) gets a position
+        # embedding of another patch grid resampled to this one.
+        self.register_load_state_dict_pre_hook(self._adapt_on_load)
 
     # ---- construction helpers -------------------------------------------------------
     def _resolve_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
@@ -186,6 +192,39 @@ class VisionTransformer(BaseModule):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+
+    # ---- loading weights ---------------------------------------------------------------
+    def _adapt_on_load(self, module: nn.Module, state_dict: Dict[str, torch.Tensor],
+                       prefix: str, *args) -> None:
+        self.adapt_state_dict(state_dict, prefix)
+
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str = '',
+                         name: str = 'the checkpoint',
+                         logger: Union[str, logging.Logger] = 'current') -> None:
+        """Resample ``state_dict[prefix + 'pos_embed']``, [1, extra + Hs*Ws, C], in place to
+        this tower's [1, extra + Hd*Wd, C] when only its patch grid differs (bicubic, as
+        timm), with a warning: the checkpoint was trained at another input size. Run by
+        ``load_state_dict`` (a load pre-hook) and by mmclip's loader before its checks.
+
+        Raises:
+            ValueError: the checkpoint's patch tokens do not form a square grid.
+        """
+        key = prefix + 'pos_embed'
+        value, target = state_dict.get(key), self.pos_embed.shape
+        if (value is None or value.shape == target or value.ndim != 3
+                or value.shape[-1] != target[-1]):
+            return
+        extra = self.num_extra_tokens
+        side = math.isqrt(value.shape[1] - extra)
+        if side * side != value.shape[1] - extra:
+            raise ValueError(f'{name}: {key} has {value.shape[1] - extra} patch tokens, which '
+                             f'do not form a square grid; cannot resample it.')
+        state_dict[key] = resize_pos_embed(value, (side, side), self.patch_resolution, extra)
+        print_log(f'Resampled {key} of {name} from a {side}x{side} to a '
+                  f'{self.patch_resolution[0]}x{self.patch_resolution[1]} patch grid: the '
+                  f'checkpoint was trained at another input size than the model is built for, '
+                  f'so its accuracy may differ from the published one.', logger=logger,
+                  level=logging.WARNING)
 
     # ---- freezing ----------------------------------------------------------------------
     def _frozen_modules(self):

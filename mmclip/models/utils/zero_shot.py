@@ -33,6 +33,7 @@ from torch import nn
 
 from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
 from mmclip.utils.atomic_file import atomic_write
+from mmclip.utils.errors import ZeroShotError
 
 from .tokenizer import Tokenizer, tokenize
 
@@ -42,11 +43,6 @@ BATCH_SIZE = 256  # prompts per text-tower forward
 _CACHE_VERSION = 'mmclip-zeroshot-head-v2'  # v2: the key is stored in the file
 _UNIT_NORM_TOLERANCE = 1e-3
 _HEADER_ALLOWANCE = 1 << 16  # bytes of safetensors header a cache file may add
-
-
-class ZeroShotError(ValueError):
-    """Bad zero-shot input: classes, templates, or a text-tower checkpoint for a
-    vision-only model. The message says what was expected."""
 
 
 def _resolve(value, presets: dict, what: str) -> Tuple[str, ...]:
