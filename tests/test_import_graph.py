@@ -74,3 +74,20 @@ def test_no_import_circle():
     for module in sorted(edges):
         if module not in state:
             visit(module, [module])
+
+
+def test_registries_find_every_type_after_import_mmclip_alone():
+    """``locations`` import the module that registers a type when a config asks for it:
+    the exported-model classifiers too, without ``import mmclip.deployment``."""
+    import subprocess
+    import sys
+    probe = ('import sys, mmclip\n'
+             'from mmengine.registry import DefaultScope\n'
+             'from mmclip.registry import MODELS\n'
+             'assert "mmclip.deployment" not in sys.modules\n'
+             'with DefaultScope.overwrite_default_scope("mmclip"):\n'
+             '    print(MODELS.get("OnnxRuntimeClassifier").__module__)\n')
+    result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == 'mmclip.deployment.onnxruntime_classifier'

@@ -283,6 +283,9 @@ def test_two_process_cpu_training_through_dist_train_sh(data_root, tmp_path):
     log = read_log(work_dir)
     # mmengine's environment summary; "GPU number" is its name for the world size.
     assert 'Distributed training: True' in log and 'GPU number: 2' in log
+    # Every registry the Runner builds from under the scope 'mmclip' exists (the optimizer,
+    # the schedulers, the sampler, the DDP wrapper, ...): mmengine would warn per build.
+    assert 'Failed to search registry' not in log + result.stdout + result.stderr
     model = build_model(cfg)
     load_checkpoint(model, str(work_dir / 'iter_2.pth'), strict=True)
 

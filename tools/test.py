@@ -132,7 +132,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     configure_distributed(cfg)
     if is_onnx(args.checkpoint):
-        from mmclip.deployment import EXPORTED_BACKENDS  # registers the classifiers
+        from mmclip.deployment import EXPORTED_BACKENDS
         cfg.model = dict(type=EXPORTED_BACKENDS[args.backend].__name__,
                          onnx_file=args.checkpoint, precision=args.precision)
         cfg.pop('data_preprocessor', None)  # the graph normalises itself
