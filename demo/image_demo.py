@@ -18,8 +18,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from mmclip import ImageClassificationInferencer
-from mmclip.datasets.transforms import read_rgb
-from mmclip.engine.launch import (
+from mmclip.cli.launch import (
     HelpFormatter,
     add_debug_option,
     add_precision_options,
@@ -28,6 +27,7 @@ from mmclip.engine.launch import (
     default_device,
     exit_code_of,
 )
+from mmclip.datasets.transforms import read_rgb
 from mmclip.models.utils.zero_shot import ZeroShotError
 
 

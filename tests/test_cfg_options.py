@@ -1,4 +1,4 @@
-"""``--cfg-options`` sets only keys the config has (``mmclip.engine.launch.merge_cfg_options``).
+"""``--cfg-options`` sets only keys the config has (``mmclip.cli.launch.merge_cfg_options``).
 
 A misspelt key used to be ignored (exit 0) or to end in a 40-line TypeError from a builder;
 an item without ``=`` in 'not enough values to unpack'. Each is now one ``ERROR:`` line on
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from mmclip.engine.launch import merge_cfg_options
+from mmclip.cli.launch import merge_cfg_options
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / 'configs/clip/vit-base-p32_clip-openai-pre_3rdparty_in1k.py')

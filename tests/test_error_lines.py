@@ -88,7 +88,7 @@ def test_a_corrupt_image_under_torchrun_is_one_line_from_the_failing_rank(tiny, 
 
 
 def test_a_failed_rank_that_said_nothing_gets_one_line():
-    from mmclip.engine.torchrun import _failure_line
+    from mmclip.cli.torchrun import _failure_line
     assert _failure_line(1, 1) is None  # it printed its own ERROR line
     assert _failure_line(3, -9) == ('rank 3 was stopped by signal 9 SIGKILL (SIGKILL: often '
                                     'the kernel, for lack of memory).')

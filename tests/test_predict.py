@@ -14,13 +14,13 @@ import torch
 from conftest import write_tiny_config
 
 from mmclip import get_model
-from mmclip.apis.batch_prediction import (
+from mmclip.apis.inference import ImageClassificationInferencer
+from mmclip.cli.batch_prediction import (
     JSONL_MARKER,
     OutputFileError,
     PredictionFile,
     collect_inputs,
 )
-from mmclip.apis.inference import ImageClassificationInferencer
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT = ROOT / 'tools' / 'predict.py'
@@ -385,7 +385,7 @@ def test_records_score_with_the_heads_own_scores(sigmoid):
     import contextlib
     from types import SimpleNamespace
 
-    from mmclip.apis.batch_prediction import _records
+    from mmclip.cli.batch_prediction import _records
 
     class Stub(torch.nn.Module):
         def __init__(self):

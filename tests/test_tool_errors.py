@@ -118,7 +118,7 @@ def test_an_error_after_the_runner_started_is_a_plain_line_and_logged_without_co
         tmp_path, tiny_config):
     """On the console the same plain ``ERROR: ...`` line as before the Runner started
     (issue 22); in the log file as the run's other lines are: mmengine's ERROR format would
-    add 'mmclip/engine/launch.py - exit_code_of - <line>', which helps no user."""
+    add 'mmclip/cli/launch.py - exit_code_of - <line>', which helps no user."""
     missing = tmp_path / 'missing.pth'
     result = _run(['tools/test.py', str(tiny_config()), str(missing),
                    '--work-dir', str(tmp_path / 'work')])
@@ -144,7 +144,7 @@ def test_exit_process_keeps_the_exit_code_and_output_of_a_distributed_run(tmp_pa
     teardown): its exit code and its buffered output must still come out."""
     script = (
         'import torch\n'
-        'from mmclip.engine.launch import exit_process\n'
+        'from mmclip.cli.launch import exit_process\n'
         f"torch.distributed.init_process_group('gloo', init_method='file://{tmp_path / 'store'}',"
         ' rank=0, world_size=1)\n'
         'torch.distributed.all_reduce(torch.ones(4))\n'
@@ -154,7 +154,7 @@ def test_exit_process_keeps_the_exit_code_and_output_of_a_distributed_run(tmp_pa
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                             cwd=ROOT, env=env, timeout=120)
     assert (result.returncode, result.stdout) == (3, 'done\n'), result.stderr
-    from mmclip.engine.launch import exit_process
+    from mmclip.cli.launch import exit_process
     with pytest.raises(SystemExit) as exited:
         exit_process(2)
     assert exited.value.code == 2
@@ -212,7 +212,7 @@ def _documented_commands() -> list:
                          ids=lambda x: x if isinstance(x, str) else ' '.join(x[:2]))
 def test_documented_commands_parse_and_name_real_configs(doc, argv, monkeypatch):
     from mmclip.apis.model_zoo import resolve_config
-    from mmclip.engine.launch import merge_cfg_options
+    from mmclip.cli.launch import merge_cfg_options
     monkeypatch.chdir(ROOT)
     args = _tool(argv[0]).parse_args(argv[1:])
     spec = getattr(args, 'config', None) or getattr(args, 'model', None)

@@ -26,7 +26,7 @@ from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 from mmclip.checkpoint import convert_timm_state_dict
-from mmclip.engine.launch import DEFAULT_DIST_TIMEOUT_S
+from mmclip.cli.launch import DEFAULT_DIST_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = sorted(p for p in (ROOT / 'tests' / 'data' / 'images').iterdir()

@@ -2,7 +2,7 @@
 # torchrun a tools/ script on NPROC processes of this node; dist_test.sh and dist_train.sh
 # call it. Multi-node: run it on every node with NNODES, NODE_RANK, MASTER_ADDR and PORT set.
 # Without a GPU the scripts use gloo on the CPU. If any process fails, torchrun stops the
-# others and exits non-zero, with that process's one ERROR line (mmclip.engine.torchrun:
+# others and exits non-zero, with that process's one ERROR line (mmclip.cli.torchrun:
 # torchrun without its launcher traceback; MMCLIP_DEBUG=1 brings torchrun's output back).
 # OMP_NUM_THREADS and MKL_NUM_THREADS default to 1, the value torchrun and mmengine would
 # pick, set here so that they do not warn about it from every process; on a CPU-only node
@@ -21,7 +21,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
-exec python -m mmclip.engine.torchrun \
+exec python -m mmclip.cli.torchrun \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

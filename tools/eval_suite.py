@@ -29,10 +29,7 @@ from mmengine.dist import all_gather_object, broadcast_object_list, init_dist, i
 
 import mmclip
 from mmclip.apis.model_zoo import is_zero_shot, resolve_config
-from mmclip.cli.outputs import make_parent_folder
-from mmclip.datasets import DatasetLayoutError
-from mmclip.datasets.imagenet_shifts import OBJECTNET_BORDER
-from mmclip.engine.launch import (
+from mmclip.cli.launch import (
     DEFAULT_DIST_TIMEOUT_S,
     LAUNCHERS,
     HelpFormatter,
@@ -41,6 +38,9 @@ from mmclip.engine.launch import (
     exit_code_of,
     exit_process,
 )
+from mmclip.cli.outputs import make_parent_folder
+from mmclip.datasets import DatasetLayoutError
+from mmclip.datasets.imagenet_shifts import OBJECTNET_BORDER
 from mmclip.evaluation import suite as S
 
 

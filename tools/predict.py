@@ -31,24 +31,24 @@ from mmengine.utils import ProgressBar
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.apis.batch_prediction import (
+from mmclip.apis.inference import BACKENDS
+from mmclip.apis.model_zoo import resolve_config
+from mmclip.cli.batch_prediction import (
     PredictionFile,
     collect_inputs,
     output_format,
     predict_files,
 )
-from mmclip.apis.inference import BACKENDS
-from mmclip.apis.model_zoo import resolve_config
-from mmclip.cli.outputs import make_parent_folder
-from mmclip.datasets import IMG_EXTENSIONS
-from mmclip.datasets.transforms import build_test_pipeline
-from mmclip.engine.launch import (
+from mmclip.cli.launch import (
     HelpFormatter,
     add_debug_option,
     debug_requested,
     exit_code_of,
     exit_process,
 )
+from mmclip.cli.outputs import make_parent_folder
+from mmclip.datasets import IMG_EXTENSIONS
+from mmclip.datasets.transforms import build_test_pipeline
 from mmclip.utils import PRECISIONS, autocast_context, check_precision
 from mmclip.utils.cpu import default_num_workers, usable_cores
 

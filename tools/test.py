@@ -32,9 +32,7 @@ from mmengine.model import is_model_wrapper
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
-from mmclip.cli.outputs import check_output_file, check_work_dir
-from mmclip.engine import MMClipRunner, QuietRunner
-from mmclip.engine.launch import (
+from mmclip.cli.launch import (
     HelpFormatter,
     add_cfg_options,
     add_debug_option,
@@ -50,6 +48,8 @@ from mmclip.engine.launch import (
     init_cpu_process_group,
     set_data_root,
 )
+from mmclip.cli.outputs import check_output_file, check_work_dir
+from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.evaluation import check_out_file, is_predictions_file
 from mmclip.utils import maybe_compile
 

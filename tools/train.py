@@ -26,9 +26,7 @@ from mmengine.runner import Runner
 import mmclip  # noqa: F401  (mmclip's registries and default scope)
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint.download import is_url
-from mmclip.cli.outputs import check_work_dir
-from mmclip.engine import MMClipRunner, QuietRunner
-from mmclip.engine.launch import (
+from mmclip.cli.launch import (
     HelpFormatter,
     add_cfg_options,
     add_debug_option,
@@ -44,6 +42,8 @@ from mmclip.engine.launch import (
     init_cpu_process_group,
     set_data_root,
 )
+from mmclip.cli.outputs import check_work_dir
+from mmclip.engine import MMClipRunner, QuietRunner
 from mmclip.registry import RUNNERS
 
 

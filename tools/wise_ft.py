@@ -44,8 +44,8 @@ import torch
 
 import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint.loader import load_state_dict_from_source
+from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import check_work_dir
-from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.models.classifiers import FLYPClassifier
 from mmclip.utils.atomic_file import atomic_write
 

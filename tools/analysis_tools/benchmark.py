@@ -63,8 +63,7 @@ from mmclip.apis.inference import BACKENDS
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
-from mmclip.cli.outputs import check_output_file
-from mmclip.engine.launch import (
+from mmclip.cli.launch import (
     HelpFormatter,
     add_cfg_options,
     add_debug_option,
@@ -75,6 +74,7 @@ from mmclip.engine.launch import (
     exit_code_of,
     merge_cfg_options,
 )
+from mmclip.cli.outputs import check_output_file
 from mmclip.registry import TRANSFORMS
 from mmclip.utils import (
     amp_precision,

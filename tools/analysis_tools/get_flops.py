@@ -14,7 +14,7 @@ from mmengine.analysis import get_model_complexity_info
 
 from mmclip import get_model
 from mmclip.apis.model_zoo import resolve_config
-from mmclip.engine.launch import (
+from mmclip.cli.launch import (
     HelpFormatter,
     add_cfg_options,
     add_debug_option,

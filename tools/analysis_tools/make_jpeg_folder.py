@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence
 from mmengine.utils import ProgressBar
 from PIL import Image
 
-from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 
 SOURCE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 

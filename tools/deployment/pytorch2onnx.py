@@ -17,9 +17,9 @@ from typing import List, Optional
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
+from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import check_output_file
 from mmclip.deployment import export_onnx, verify_onnx
-from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_IMAGES = [ROOT / 'demo' / 'cat.jpg', ROOT / 'demo' / 'rocket.jpg']

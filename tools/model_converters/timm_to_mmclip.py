@@ -27,8 +27,8 @@ import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint import CheckpointFormatError, convert_timm_state_dict, read_checkpoint_file
 from mmclip.checkpoint.download import sha256_of
 from mmclip.checkpoint.loader import state_dict_format, unwrap_state_dict
+from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import make_parent_folder
-from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.utils.atomic_file import atomic_write
 
 SEED_CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'clip',

@@ -25,8 +25,8 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 import mmclip
+from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import make_parent_folder
-from mmclip.engine.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
 from mmclip.models.classifiers.zero_shot_init import zero_shot_init_state_dict
 from mmclip.utils.atomic_file import atomic_write
 

@@ -39,10 +39,9 @@ import torch
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader, Dataset
 
+from mmclip.apis.inference import check_logits, class_scores
 from mmclip.datasets import IMG_EXTENSIONS
 from mmclip.utils.atomic_file import atomic_write
-
-from .inference import check_logits, class_scores
 
 OUT_FORMATS = ('.jsonl', '.csv')
 _GLOB_CHARS = re.compile(r'[*?\[]')

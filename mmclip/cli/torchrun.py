@@ -8,7 +8,7 @@ by the kernel for lack of memory, or a crash) gets one line here naming the rank
 it ended. Ctrl-C ends the launcher quietly with 130 (rank 0 prints the one line).
 ``MMCLIP_DEBUG=1`` keeps torchrun's own output.
 
-    python -m mmclip.engine.torchrun [torchrun options] SCRIPT [script arguments]
+    python -m mmclip.cli.torchrun [torchrun options] SCRIPT [script arguments]
 """
 import logging
 import os
@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import List, Optional
 
-from mmclip.engine.launch import DEBUG_ENV, INTERRUPTED_EXIT_CODE, report_error
+from mmclip.cli.launch import DEBUG_ENV, INTERRUPTED_EXIT_CODE, report_error
 
 # The exit code of a rank that reported its own error (``exit_code_of``).
 REPORTED_EXIT_CODE = 1
