@@ -9,6 +9,7 @@ fixtures are built before any test's own); what changed in the real caches meanw
 listed at the end.
 """
 import http.server
+import itertools
 import os
 import os.path as osp
 import shutil
@@ -134,11 +135,26 @@ def isolated_environment(tmp_path_factory) -> Iterator[Dict[str, Path]]:
         cwd.mkdir()
         mp.chdir(cwd)
         yield folders
+    renew_logger_left_on_a_closed_stream()
     unmapped = unmapped_signal_stack()
     if unmapped:
         pytest.fail(f'this test left the main thread on an unmapped alternate signal stack '
                     f'({unmapped}): the next signal handled there (Ctrl-C, a DataLoader\'s '
                     f'SIGCHLD) would end the process in SIGSEGV', pytrace=False)
+
+
+def renew_logger_left_on_a_closed_stream() -> None:
+    """A logger made while ``capsys`` held ``sys.stdout`` (a Runner's, a tool's) stays
+    mmengine's current one with a console handler on that closed stream: the next test's
+    ``print_log(logger='current')`` would print "--- Logging error ---" to stderr. A fresh
+    current logger, on the session's stdout, takes its place."""
+    from mmengine.logging import MMLogger
+    handlers = MMLogger.get_current_instance().handlers
+    if any(getattr(getattr(h, 'stream', None), 'closed', False) for h in handlers):
+        MMLogger.get_instance(f'mmclip-tests-{next(_LOGGER_NAMES)}')
+
+
+_LOGGER_NAMES = itertools.count()
 
 
 def unmapped_signal_stack() -> str:

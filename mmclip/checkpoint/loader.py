@@ -17,7 +17,7 @@ documented exception: a position embedding laid out for another input size is re
 """
 import logging
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.dist import barrier, get_local_rank, get_world_size
@@ -181,8 +181,6 @@ def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, t
     convert = {'timm': convert_timm_state_dict,
                'open_clip': convert_open_clip_state_dict}.get(state_dict_format(state_dict))
     if convert is not None:
-        print_log(f'{name}: {state_dict_format(state_dict)} weights, renamed to mmclip\'s keys by '
-                  f'its conversion table', logger='current', level=logging.INFO)
         try:
             return convert(state_dict)
         except (KeyError, ValueError) as err:
@@ -293,10 +291,42 @@ def load_checkpoint(model: nn.Module,
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_checkpoint`` and ``read_checkpoint_file``.
     """
+    return load_source_into(model, source, map_location, strict, logger, mirrors, progress,
+                            allow_nonfinite).checkpoint
+
+
+class Loaded(NamedTuple):
+    """What ``load_source_into`` did: the checkpoint as stored, how messages named it, and
+    the descriptions of the tensors ``drop_prefixes`` left out."""
+    checkpoint: Any
+    name: str
+    dropped: List[str]
+
+
+def load_source_into(model: nn.Module,
+                     source: Sources,
+                     map_location: MapLocation = 'cpu',
+                     strict: bool = True,
+                     logger: Union[str, logging.Logger, None] = None,
+                     mirrors: Optional[Mapping[str, str]] = None,
+                     progress: bool = True,
+                     allow_nonfinite: bool = False,
+                     drop_prefixes: Sequence[str] = (),
+                     before_load: Optional[Callable[[Any, str], None]] = None) -> Loaded:
+    """The one load path (``get_model``, ``load_checkpoint``, the Runner's ``load_from`` and
+    resume, ``LoadPretrainedHook``): fetch and read ``source``, let ``before_load(checkpoint,
+    name)`` see it (the Runner's checks and hooks), convert its keys, load it with the checks
+    of ``load_state_dict_into`` (arguments as in ``load_checkpoint`` and there)."""
     checkpoint, name = read_source(source, map_location, mirrors, progress)
-    load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
-                         logger=logger, allow_nonfinite=allow_nonfinite)
-    return checkpoint
+    if before_load is not None:
+        before_load(checkpoint, name)
+    source_format = state_dict_format(unwrap_state_dict(checkpoint, name))
+    if source_format != 'mmclip':
+        print_log(f'{name}: {source_format} weights, renamed to mmclip\'s keys by its '
+                  f'conversion table', logger=logger or 'current', level=logging.INFO)
+    dropped = load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
+                                   drop_prefixes, logger, allow_nonfinite)
+    return Loaded(checkpoint, name, dropped)
 
 
 def _architecture_report(name: str, missing: List[str], unexpected: List[str],

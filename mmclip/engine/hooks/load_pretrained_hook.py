@@ -14,7 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from torch import nn
 
-from mmclip.checkpoint.loader import extract_state_dict, load_state_dict_into, read_source
+from mmclip.checkpoint.loader import load_source_into
 from mmclip.registry import HOOKS
 
 HEAD_PREFIX = 'head.'
@@ -39,15 +39,13 @@ def load_pretrained(model: nn.Module,
         StateDictMismatchError: a mismatch outside the head (or any, without
             ``drop_mismatched_head``), listing them all.
     """
-    checkpoint, name = read_source(source, mirrors=mirrors)
-    state_dict = extract_state_dict(checkpoint, name)
-    dropped = load_state_dict_into(model, state_dict, name, strict=True, logger=logger,
-                                   drop_prefixes=(HEAD_PREFIX, ) if drop_mismatched_head else ())
-    if dropped:
-        print_log(f'Dropped the head of pre-trained checkpoint {name}, which does not fit '
-                  f'the model; the new head keeps its initialisation:\n  ' +
-                  '\n  '.join(dropped), logger=logger, level=logging.WARNING)
-    return dropped
+    loaded = load_source_into(model, source, strict=True, logger=logger, mirrors=mirrors,
+                              drop_prefixes=(HEAD_PREFIX, ) if drop_mismatched_head else ())
+    if loaded.dropped:
+        print_log(f'Dropped the head of pre-trained checkpoint {loaded.name}, which does not '
+                  f'fit the model; the new head keeps its initialisation:\n  ' +
+                  '\n  '.join(loaded.dropped), logger=logger, level=logging.WARNING)
+    return loaded.dropped
 
 
 @HOOKS.register_module()

@@ -15,15 +15,9 @@ Build it with ``MMClipRunner.from_cfg(cfg)``, or ``RUNNERS.build(cfg)`` with
 from typing import Any, Callable, List, Tuple, Union
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmclip.checkpoint.loader import (
-    CheckpointFormatError,
-    extract_state_dict,
-    load_state_dict_into,
-    read_source,
-)
+from mmclip.checkpoint.loader import CheckpointFormatError, load_source_into
 from mmclip.checkpoint.safe_load import to_plain_data
 from mmclip.registry import HOOKS, RUNNERS
 from mmclip.utils.collect_env import collect_env
@@ -75,12 +69,12 @@ class MMClipRunner(Runner):
         removes by default is always dropped (``extract_state_dict``). The checkpoint's
         ``meta['config']`` is left out of what is returned (``_check_resume_meta``).
         """
-        checkpoint, name = read_source(filename, map_location)
-        _check_resume_meta(checkpoint, name)
-        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
-        load_state_dict_into(model, extract_state_dict(checkpoint, name), name,
-                             strict=strict, logger=self.logger)
+        def before_load(checkpoint: Any, name: str) -> None:
+            _check_resume_meta(checkpoint, name)
+            self.call_hook('after_load_checkpoint', checkpoint=checkpoint)  # e.g. EMA's swap
+
+        checkpoint = load_source_into(self.model, filename, map_location, strict, self.logger,
+                                      before_load=before_load).checkpoint
         self._has_loaded = True
         return checkpoint
 
