@@ -17,6 +17,7 @@ from test_get_flops import run_get_flops
 from mmclip.apis import get_model_info
 
 timm = pytest.importorskip('timm')
+pytestmark = pytest.mark.slow  # full-size L/14 and H/14 (CI runs them too)
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [('vit-large-p14_clip-openai-pre_3rdparty_in1k', 'vit_large_patch14_clip_224'),
          ('vit-huge-p14_clip-laion2b-pre_3rdparty_in1k', 'vit_huge_patch14_clip_224')]

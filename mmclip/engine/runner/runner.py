@@ -47,15 +47,21 @@ class MMClipRunner(Runner):
 
     def _log_env(self, env_cfg: dict) -> None:
         """Log mmengine's environment record, with ``mmclip.utils.collect_env`` as the
-        system part, then the config."""
-        runtime_env = {**env_cfg, **self._randomness_cfg, 'seed': self._seed,
-                       'Distributed launcher': self._launcher,
-                       'Distributed training': self._distributed,
-                       'GPU number': self._world_size}
+        system part, then the config.
+
+        The one method of mmengine's Runner replaced here (it has no public hook for
+        this record): mmengine's ``collect_env`` imports torchvision's ops, 0.6 s of every
+        Runner's start (measured on the 2-core EPYC VM, mmclip's own takes 0.06 s). Only
+        public attributes are read: the properties ``seed``, ``launcher``,
+        ``distributed``, ``world_size``, and the config."""
+        runtime_env = {**env_cfg, **dict(self.cfg.get('randomness') or {}), 'seed': self.seed,
+                       'Distributed launcher': self.launcher,
+                       'Distributed training': self.distributed,
+                       'GPU number': self.world_size}
         dash_line = '-' * 60
         self.logger.info(f'\n{dash_line}\nSystem environment:{_indented(collect_env())}\n\n'
                          f'Runtime environment:{_indented(runtime_env)}\n{dash_line}\n')
-        if self.cfg._cfg_dict:
+        if len(self.cfg):
             self.logger.info(f'Config:\n{self.cfg.pretty_text}')
 
     def load_checkpoint(self,
