@@ -244,3 +244,24 @@ def test_predictions_files_are_recognised_without_running_a_pickle(tmp_path):
     theirs.write_text(json.dumps([dict(record, extra=1)]))
     assert not is_predictions_file(str(hostile)) and not marker.exists()
     assert not is_predictions_file(str(theirs))
+
+
+def test_after_ctrl_c_a_helper_threads_reset_connection_prints_nothing(monkeypatch, capsys):
+    """multiprocessing's fd-sharing thread reports through sys.excepthook, other threads
+    through threading.excepthook: after Ctrl-C, a reset connection is no news in either;
+    anything else still prints."""
+    import threading
+
+    from mmclip.cli.launch import _quiet_threads_once_interrupted
+    monkeypatch.setattr(sys, 'excepthook', sys.excepthook)  # restored after the test
+    monkeypatch.setattr(threading, 'excepthook', threading.excepthook)
+    with pytest.raises(KeyboardInterrupt):
+        with _quiet_threads_once_interrupted():
+            signal.raise_signal(signal.SIGINT)
+    sys.excepthook(ConnectionResetError, ConnectionResetError('reset'), None)
+    thread = threading.Thread(target=lambda: (_ for _ in ()).throw(EOFError('gone')))
+    thread.start()
+    thread.join()
+    assert capsys.readouterr().err == ''
+    sys.excepthook(ValueError, ValueError('news'), None)
+    assert 'ValueError: news' in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Classify folders, globs or lists of images into one .jsonl or .csv file.
 
     python tools/predict.py INPUT [INPUT ...] --model NAME_OR_CONFIG --out FILE.jsonl|FILE.csv
-        [--checkpoint PATH_OR_URL_OR_ONNX] [--topk K] [--backend torch|onnxruntime]
+        [--checkpoint PATH_OR_URL_OR_ONNX] [--topk K] [--backend torch|onnxruntime|openvino]
         [--batch-size N] [--num-workers N] [--precision fp32|bf16|fp16] [--device DEVICE]
         [--retry-errors]
 
@@ -18,8 +18,9 @@ again. Error records are kept on a rerun (the summary counts them); --retry-erro
 those images again.
 
 The checkpoint defaults to the zoo weights of a model name; an .onnx checkpoint (from
-tools/deployment/pytorch2onnx.py) runs in ONNX Runtime. Several processes share the work
-with ``torchrun --nproc-per-node N tools/predict.py ...``; rank 0 writes the one output.
+tools/deployment/pytorch2onnx.py) runs in ONNX Runtime, or in OpenVINO with --backend
+openvino. Several processes share the work with ``torchrun --nproc-per-node N
+tools/predict.py ...``; rank 0 writes the one output.
 """
 import argparse
 import os
@@ -31,7 +32,7 @@ from mmengine.utils import ProgressBar
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.apis.inference import BACKENDS
+from mmclip.apis.backends import BACKENDS, CLI, choose_backend
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.cli.batch_prediction import (
     PredictionFile,
@@ -63,7 +64,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "zoo model's published weights")
     parser.add_argument('--out', required=True, help='output file, .jsonl or .csv')
     parser.add_argument('--topk', type=int, default=5, help='classes per image')
-    parser.add_argument('--backend', choices=[b for b in BACKENDS if b != 'openvino'],
+    parser.add_argument('--backend', choices=BACKENDS,
                         help='default: onnxruntime for an .onnx checkpoint, else torch')
     parser.add_argument('--batch-size', type=int, default=32, help='images per forward pass')
     parser.add_argument('--num-workers', type=int, default=default_num_workers(),
@@ -75,12 +76,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='read again the images whose record in --out is an error')
     add_debug_option(parser)
     args = parser.parse_args(argv)
-    onnx = (args.checkpoint or '').endswith('.onnx')
-    args.backend = args.backend or ('onnxruntime' if onnx else 'torch')
-    if (args.backend == 'onnxruntime') != onnx:
-        parser.error('--backend onnxruntime runs an .onnx --checkpoint, and only it')
-    if args.backend == 'onnxruntime' and args.precision != 'fp32':
-        parser.error('--precision: an .onnx model runs as exported (fp32)')
+    try:
+        args.backend = choose_backend(args.checkpoint, args.backend, args.precision,
+                                      spelling=CLI._replace(weights='--checkpoint'))
+    except ValueError as err:
+        parser.error(str(err))
     if args.topk < 1 or args.batch_size < 1 or args.num_workers < 0:
         parser.error('--topk and --batch-size must be >= 1, --num-workers >= 0')
     try:
@@ -102,11 +102,11 @@ def init_distributed() -> tuple:
 
 
 def build_model(args: argparse.Namespace, device: str, local_world: int) -> torch.nn.Module:
-    if args.backend == 'onnxruntime':
-        from mmclip.deployment import build_onnxruntime_classifier
+    if args.backend != 'torch':
+        from mmclip.deployment import build_exported_classifier
         threads = max(1, usable_cores() // local_world)  # the node's cores, shared by its ranks
-        return build_onnxruntime_classifier(resolve_config(args.model)[0], args.checkpoint,
-                                            device, threads)
+        return build_exported_classifier(args.backend, resolve_config(args.model)[0],
+                                         args.checkpoint, device, threads, args.precision)
     return get_model(args.model, pretrained=args.checkpoint or True, device=device)
 
 

@@ -30,6 +30,7 @@ from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 
 import mmclip  # noqa: F401  (registers mmclip's modules for default_scope='mmclip')
+from mmclip.apis.backends import BACKENDS, CLI, choose_backend, is_exported
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.cli.launch import (
@@ -54,10 +55,6 @@ from mmclip.evaluation import check_out_file, is_predictions_file
 from mmclip.utils import maybe_compile
 
 
-def is_onnx(checkpoint: Union[str, Sequence[str], None]) -> bool:
-    return isinstance(checkpoint, str) and checkpoint.endswith('.onnx')
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Evaluate a checkpoint with an mmclip config.',
                                      formatter_class=HelpFormatter)
@@ -65,8 +62,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('checkpoint', nargs='?',
                         help='checkpoint file path or http(s) URL, or an exported .onnx '
                         "(default, after a zoo name: the model's published weights)")
-    parser.add_argument('--backend', choices=('onnxruntime', 'openvino'),
-                        help='the runtime of an .onnx CHECKPOINT (default: onnxruntime)')
+    parser.add_argument('--backend', choices=BACKENDS,
+                        help='the runtime: torch, or for an .onnx CHECKPOINT onnxruntime '
+                        '(its default) or openvino')
     parser.add_argument('--data-root', help='dataset folder (sets test_dataloader.dataset.'
                         "data_root; default: the config's)")
     parser.add_argument('--work-dir', help='where logs go (default: the config\'s work_dir, '
@@ -85,32 +83,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out is not None:
         check_out_file(args.out)  # fail now, not after the whole evaluation
-    if is_onnx(args.checkpoint):
-        check_exported_args(parser, args)
-    elif args.backend is not None:
-        parser.error(f'--backend {args.backend} runs an exported .onnx CHECKPOINT; got '
-                     f'{args.checkpoint or "none"}')
+    if is_exported(args.checkpoint) and (args.amp or args.launcher != 'none'):
+        parser.error('an .onnx model runs as exported in one process: drop --amp and '
+                     '--launcher')
+    try:
+        args.backend = choose_backend(args.checkpoint, args.backend, args.precision,
+                                      args.compile, CLI)
+    except ValueError as err:
+        parser.error(str(err))
     args.precision = chosen_precision(args, default_device())
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-def check_exported_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """An .onnx runs in one process, uncompiled, in a precision its runtime has; that
-    runtime must be installed. Sets ``args.backend`` (default: onnxruntime)."""
-    from mmclip.deployment import EXPORTED_BACKENDS, MissingExtraError
-    args.backend = args.backend or 'onnxruntime'
-    runtime = EXPORTED_BACKENDS[args.backend]
-    if args.amp or args.compile or args.launcher != 'none':
-        parser.error('an .onnx model runs as exported in one process: drop --amp, '
-                     '--compile and --launcher')
-    if args.precision not in runtime.PRECISIONS:
-        parser.error(f'--precision {args.precision}: --backend {args.backend} runs an .onnx '
-                     f'in {" or ".join(runtime.PRECISIONS)}')
-    try:
-        runtime.require()
-    except MissingExtraError as err:
-        parser.error(str(err))
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
@@ -131,7 +114,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     # uint8 batches copy to the GPU faster from pinned memory.
     cfg.test_dataloader.setdefault('pin_memory', torch.cuda.is_available())
     configure_distributed(cfg)
-    if is_onnx(args.checkpoint):
+    if args.backend != 'torch':
         from mmclip.deployment import EXPORTED_BACKENDS
         cfg.model = dict(type=EXPORTED_BACKENDS[args.backend].__name__,
                          onnx_file=args.checkpoint, precision=args.precision)
@@ -187,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     init_cpu_process_group(cfg)
     runner = (MMClipRunner if args.verbose else QuietRunner).from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    if is_onnx(checkpoint):
+    if args.backend != 'torch':
         device = model.NAME  # the exported model's runtime
     else:
         # Every rank loads; for a URL the loader downloads once per node into the cache.

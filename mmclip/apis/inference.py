@@ -21,6 +21,7 @@ from mmclip.registry import INFERENCERS
 from mmclip.utils import autocast_context, check_device, check_precision, maybe_compile
 from mmclip.utils.errors import ZeroShotError
 
+from .backends import choose_backend
 from .model_zoo import (
     ModelSpec,
     Pretrained,
@@ -34,7 +35,6 @@ from .model_zoo import (
 
 ImageType = Union[str, os.PathLike, np.ndarray, Image.Image]
 CHANNEL_ORDERS = ('bgr', 'rgb')
-BACKENDS = ('torch', 'onnxruntime', 'openvino')
 
 
 class NonFiniteOutputError(ValueError):
@@ -82,24 +82,14 @@ def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray
     return np.ascontiguousarray(img if channel_order == 'bgr' else img[..., ::-1])
 
 
-def _exported_model(model: Union[ModelSpec, nn.Module], pretrained: Pretrained, device: str,
-                    precision: str, compile: bool, backend: str) -> nn.Module:
-    """The ``.onnx`` file ``pretrained`` run by ``backend``, with ``model``'s config."""
+def _exported_model(model: Union[ModelSpec, nn.Module], onnx_file: str, device: str,
+                    precision: str, backend: str) -> nn.Module:
+    """The ``.onnx`` file run by ``backend``, with ``model``'s config (its test pipeline)."""
     if isinstance(model, nn.Module):
         raise ValueError(f"backend={backend!r} takes a zoo name or a config (for the test "
                          "pipeline), not a built torch model.")
-    if not (isinstance(pretrained, (str, os.PathLike))
-            and os.fspath(pretrained).endswith('.onnx')):
-        raise ValueError(f"backend={backend!r} needs pretrained=<an .onnx file from "
-                         f"tools/deployment/pytorch2onnx.py>; got {pretrained!r}.")
-    if compile:
-        raise ValueError(f'backend={backend!r} runs the exported graph: use compile=False.')
-    from mmclip.deployment import EXPORTED_BACKENDS, build_exported_classifier
-    precisions = EXPORTED_BACKENDS[backend].PRECISIONS
-    if precision not in precisions:
-        raise ValueError(f"backend={backend!r} runs the exported graph in "
-                         f"{' or '.join(precisions)}: use precision='fp32'.")
-    return build_exported_classifier(backend, resolve_config(model)[0], pretrained, device,
+    from mmclip.deployment import build_exported_classifier
+    return build_exported_classifier(backend, resolve_config(model)[0], onnx_file, device,
                                      precision=precision)
 
 
@@ -111,7 +101,7 @@ def _default_device(model: Union[ModelSpec, nn.Module]) -> str:
 
 def _weights_name(model: nn.Module, pretrained: Pretrained, backend: str) -> str:
     """How messages name the weights of a built ``model``: its checkpoint or .onnx file."""
-    if backend == 'onnxruntime':
+    if backend != 'torch':
         return os.fspath(pretrained)
     return getattr(model, 'weights_source', None) or 'the model (no checkpoint loaded)'
 
@@ -138,7 +128,8 @@ class ImageClassificationInferencer:
         backend: ``'torch'``, or ``'onnxruntime'`` / ``'openvino'`` to run ``pretrained``,
             an ``.onnx`` from ``tools/deployment/pytorch2onnx.py`` (fp32; bf16 too in
             OpenVINO; ``device`` default 'cpu'), with ``model`` (a name or config) giving
-            the test pipeline.
+            the test pipeline. Default: 'onnxruntime' for an ``.onnx``, else 'torch'
+            (``mmclip.apis.backends.choose_backend`` decides, for every tool too).
         **overrides: model-config overrides passed to ``get_model``.
 
     Calling it returns one dict per image, in input order: ``pred_label`` (int),
@@ -156,13 +147,13 @@ class ImageClassificationInferencer:
                  compile: bool = False,
                  classes: Prompts = None,
                  templates: Prompts = None,
-                 backend: str = 'torch',
+                 backend: Optional[str] = None,
                  **overrides) -> None:
         if isinstance(model, nn.Module) and not hasattr(model, 'cfg'):
             raise ValueError('A built model must come from mmclip.get_model (it carries its '
                              'config as model.cfg); or pass a name or a config.')
-        if backend not in BACKENDS:
-            raise ValueError(f'backend must be one of {BACKENDS}; got {backend!r}.')
+        backend = choose_backend(None if isinstance(model, nn.Module) else pretrained,
+                                 backend, precision, compile)
         exported = backend != 'torch'
         device = device or ('cpu' if exported else _default_device(model))
         check_precision(precision, device)
@@ -177,7 +168,7 @@ class ImageClassificationInferencer:
                 raise ZeroShotError('An exported zero-shot model classifies into the classes '
                                     'it was exported with; classes= and templates= need '
                                     "backend='torch'.")
-            self.model = _exported_model(model, pretrained, device, precision, compile, backend)
+            self.model = _exported_model(model, pretrained, device, precision, backend)
         elif isinstance(model, nn.Module):
             if zero_shot and (classes is not None or templates is not None):
                 model = with_prompts(model, classes, templates)
@@ -289,7 +280,7 @@ def inference_model(model: Union[ModelSpec, nn.Module],
                     compile: bool = False,
                     classes: Prompts = None,
                     templates: Prompts = None,
-                    backend: str = 'torch') -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+                    backend: Optional[str] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
     """Classify ``images`` with ``model``: one result dict, or a list for a list.
 
     ``model`` is a zoo name, a config path, a Config or a model from ``get_model``.

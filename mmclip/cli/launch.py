@@ -490,15 +490,24 @@ def _rank_prefix() -> str:
 @contextlib.contextmanager
 def _quiet_threads_once_interrupted() -> Iterator[None]:
     """From Ctrl-C on, the DataLoader workers are gone: a helper thread still talking to
-    one (multiprocessing's fd sharing) ends on a reset connection, which is no news. The
-    SIGINT is noted as it arrives (the thread can fail before the KeyboardInterrupt is
-    handled), and the signal handler and thread hook are restored afterwards."""
+    one (multiprocessing's fd sharing) ends on a reset connection, which is no news. That
+    thread reports through ``sys.excepthook`` (``resource_sharer._serve``), others through
+    ``threading.excepthook``: both are quieted for those errors. The SIGINT is noted as it
+    arrives (the thread can fail before the KeyboardInterrupt is handled), and the signal
+    handler and hooks are restored afterwards."""
     interrupted = threading.Event()
-    hook = threading.excepthook
+    hook, sys_hook = threading.excepthook, sys.excepthook
+
+    def is_news(exc_type: type) -> bool:
+        return not (interrupted.is_set() and issubclass(exc_type, (ConnectionError, EOFError)))
 
     def quiet(args) -> None:
-        if not (interrupted.is_set() and issubclass(args.exc_type, (ConnectionError, EOFError))):
+        if is_news(args.exc_type):
             hook(args)
+
+    def quiet_sys(exc_type, exc, traceback) -> None:
+        if is_news(exc_type):
+            sys_hook(exc_type, exc, traceback)
 
     def on_sigint(signum, frame) -> None:
         interrupted.set()
@@ -506,14 +515,14 @@ def _quiet_threads_once_interrupted() -> Iterator[None]:
 
     in_main = threading.current_thread() is threading.main_thread()
     handler = signal.signal(signal.SIGINT, on_sigint) if in_main else None
-    threading.excepthook = quiet
+    threading.excepthook, sys.excepthook = quiet, quiet_sys
     try:
         yield
     finally:
         if in_main:
             signal.signal(signal.SIGINT, handler)
         if not interrupted.is_set():  # after Ctrl-C, threads may still end until exit
-            threading.excepthook = hook
+            threading.excepthook, sys.excepthook = hook, sys_hook
 
 
 # What gloo / NCCL raise in the other ranks when one rank has stopped mid-collective.

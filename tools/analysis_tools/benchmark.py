@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.apis.inference import BACKENDS
+from mmclip.apis.backends import BACKENDS
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
