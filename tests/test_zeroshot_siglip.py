@@ -247,7 +247,8 @@ def test_reduced_siglip_flops_equal_open_clips(name, reduced_timm):
 
 def test_reduced_siglip_image_tower_exports_to_onnx(reduced_timm, images_dir, tmp_path,
                                                     torch_home):
-    """The exported graph (attention pool included) gives the model's logits (1e-4)."""
+    """The exported graph (attention pool included) gives the model's logits (1e-4), and
+    ONNX Runtime and OpenVINO score them as SigLIP's head does: each class's sigmoid."""
     pytest.importorskip('onnxruntime')
     pytest.importorskip('onnxscript')
     from mmclip.deployment import export_onnx
@@ -265,3 +266,27 @@ def test_reduced_siglip_image_tower_exports_to_onnx(reduced_timm, images_dir, tm
     onnx_file = export_onnx(model, tmp_path / 'siglip.onnx')
     files = [f for f in photos(images_dir) if f.stem in PARITY_PHOTOS][:3]
     assert verify_onnx(model, onnx_file, files, threads=1) <= 1e-4
+
+    from mmengine.dataset import pseudo_collate
+
+    from mmclip.apis.inference import class_scores
+    from mmclip.datasets.transforms import build_test_pipeline
+    from mmclip.deployment import EXPORTED_BACKENDS, build_exported_classifier
+    batch = pseudo_collate([build_test_pipeline(model.cfg)[0](dict(img_path=str(f)))
+                            for f in files])
+    with torch.no_grad():
+        logits = model(model.data_preprocessor(batch, False)['inputs'])
+    expected = torch.sigmoid(logits.float())
+    assert torch.equal(class_scores(model, logits), expected)
+    for backend in EXPORTED_BACKENDS:
+        try:
+            EXPORTED_BACKENDS[backend].require()
+        except ImportError:
+            continue  # an optional runtime that is not installed
+        exported = build_exported_classifier(backend, model.cfg, onnx_file, threads=1)
+        assert exported.score_function == 'sigmoid'
+        inputs = exported.data_preprocessor(batch, False)['inputs']
+        got = class_scores(exported, exported(inputs))
+        assert (got - expected).abs().max() <= 1e-4, backend
+        predicted = exported(inputs, [None] * len(files), mode='predict')
+        assert torch.allclose(torch.stack([p.pred_score for p in predicted]), got)

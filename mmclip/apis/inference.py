@@ -43,8 +43,10 @@ class NonFiniteOutputError(ValueError):
 
 def class_scores(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
     """Logits [B, K] -> float32 scores [B, K]: the head's own ``scores`` where it has one
-    (a SigLIP zero-shot head: each class's sigmoid), else softmax over the classes."""
-    to_scores = getattr(getattr(model, 'head', None), 'scores', None)
+    (a SigLIP zero-shot head: each class's sigmoid), or an exported model's (as its head
+    scored), else softmax over the classes."""
+    to_scores = (getattr(getattr(model, 'head', None), 'scores', None)
+                 or getattr(model, 'scores', None))
     if to_scores is None:
         return torch.softmax(logits.float(), dim=1)
     return to_scores(logits)

@@ -16,7 +16,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import BaseModel
 
-from mmclip.models.heads.vision_transformer_head import predictions_from_logits
+from mmclip.models.heads.vision_transformer_head import predictions_from_scores
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
@@ -48,7 +48,8 @@ class ExportedClassifier(BaseModel):
     the file (``check_onnx_file``) before a subclass hands it to its runtime.
 
     ``forward(inputs [B, 3, H, W] RGB 0-255, data_samples, mode)``: 'tensor' -> logits
-    [B, K] (float32, CPU); 'predict' -> DataSamples with ``pred_score`` / ``pred_label``.
+    [B, K] (float32, CPU); 'predict' -> DataSamples with ``pred_score`` / ``pred_label``,
+    scored as the exported head scores (``scores``).
     """
     NAME = 'an exported model'
     REQUIRES: Sequence[str] = ()
@@ -66,7 +67,9 @@ class ExportedClassifier(BaseModel):
             dict(type='ClsDataPreprocessor', to_rgb=True)), init_cfg=init_cfg)
         self.onnx_file = os.fspath(onnx_file)
         self.precision = precision
-        self.dataset_meta = dict(classes=check_onnx_file(self.onnx_file).classes)
+        info = check_onnx_file(self.onnx_file)
+        self.dataset_meta = dict(classes=info.classes)
+        self.score_function = info.scores
 
     @classmethod
     def require(cls) -> None:
@@ -86,7 +89,15 @@ class ExportedClassifier(BaseModel):
         # The preprocessor's floats are whole numbers 0-255: the cast back is exact.
         images = np.ascontiguousarray(inputs.detach().to('cpu', torch.uint8).numpy())
         logits = torch.from_numpy(np.asarray(self.run_graph(images), dtype=np.float32))
-        return logits if mode == 'tensor' else predictions_from_logits(logits, data_samples)
+        return logits if mode == 'tensor' else predictions_from_scores(self.scores(logits),
+                                                                        data_samples)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K] -> float32 scores as the exported head scores them: softmax over
+        the classes, or each class's sigmoid (SigLIP; ``mmclip.scores`` metadata)."""
+        if self.score_function == 'sigmoid':
+            return torch.sigmoid(logits.float())
+        return torch.softmax(logits.float(), dim=1)
 
 
 def build_with_config(cls: type, config, onnx_file: Union[str, os.PathLike],

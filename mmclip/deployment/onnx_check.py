@@ -27,10 +27,16 @@ class OnnxMetadataError(ValueError):
     """An ``.onnx`` file whose ``mmclip.*`` metadata is not what the exporter writes."""
 
 
+SCORE_FUNCTIONS = ('softmax', 'sigmoid')
+
+
 class OnnxFileInfo(NamedTuple):
-    """What the exporter stored: class names (or None) and the input image size (or None)."""
+    """What the exporter stored: class names (or None), the input image size (or None)
+    and how the logits are scored ('softmax', also for files from before it was stored,
+    or 'sigmoid': SigLIP's zero-shot heads)."""
     classes: Optional[Tuple[str, ...]]
     image_size: Optional[int]
+    scores: str = 'softmax'
 
 
 def _graph_tensors(graph, where: str) -> Iterator[Tuple[str, object]]:
@@ -172,7 +178,11 @@ def parse_metadata(props: Mapping[str, str], num_classes: Union[int, str, None],
             raise OnnxMetadataError(f"{source}: metadata 'mmclip.image_size' must be a "
                                     f'positive integer; got {size[:40]!r}.')
         size = int(size)
-    return OnnxFileInfo(classes, size)
+    scores = props.get('mmclip.scores', 'softmax')
+    if scores not in SCORE_FUNCTIONS:
+        raise OnnxMetadataError(f"{source}: metadata 'mmclip.scores' must be one of "
+                                f'{SCORE_FUNCTIONS}; got {scores[:40]!r}.')
+    return OnnxFileInfo(classes, size, scores)
 
 
 def check_onnx_file(onnx_file: Union[str, os.PathLike]) -> OnnxFileInfo:

@@ -89,7 +89,9 @@ def export_onnx(model: nn.Module, out_file: Union[str, Path],
         model.train(was_training)
     classes = (getattr(model, 'dataset_meta', None) or {}).get('classes')
     metadata = {'mmclip.input': f'uint8 RGB [batch, 3, {size}, {size}], not normalised',
-                'mmclip.image_size': str(size)}
+                'mmclip.image_size': str(size),
+                # The logits are exported; the runtimes score them as the head does.
+                'mmclip.scores': getattr(model.head, 'score_function', 'softmax')}
     if classes is not None:
         metadata['mmclip.classes'] = json.dumps(list(classes))
     program.model.metadata_props.update(metadata)

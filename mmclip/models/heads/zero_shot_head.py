@@ -90,6 +90,11 @@ class ZeroShotClsHead(BaseModule):
                 ) -> List[DataSample]:
         return predictions_from_scores(self.scores(self(feats)), data_samples)
 
+    @property
+    def score_function(self) -> str:
+        """'softmax' or 'sigmoid': what ``scores`` applies (an export records it)."""
+        return 'softmax' if self.logit_bias is None else 'sigmoid'
+
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] -> float32 scores: softmax over the classes (CLIP), or each class's
         sigmoid when the head has a ``logit_bias`` (SigLIP, trained with a sigmoid loss)."""
