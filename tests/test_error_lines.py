@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -257,7 +258,13 @@ def test_after_ctrl_c_a_helper_threads_reset_connection_prints_nothing(monkeypat
     monkeypatch.setattr(threading, 'excepthook', threading.excepthook)
     with pytest.raises(KeyboardInterrupt):
         with _quiet_threads_once_interrupted():
+            # The helper thread may fail before the main thread runs the SIGINT's handler.
+            early = threading.Thread(target=sys.excepthook,
+                                     args=(EOFError, EOFError('early'), None))
+            early.start()
+            time.sleep(0.2)
             signal.raise_signal(signal.SIGINT)
+    early.join()
     sys.excepthook(ConnectionResetError, ConnectionResetError('reset'), None)
     thread = threading.Thread(target=lambda: (_ for _ in ()).throw(EOFError('gone')))
     thread.start()

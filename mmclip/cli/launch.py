@@ -492,14 +492,19 @@ def _quiet_threads_once_interrupted() -> Iterator[None]:
     """From Ctrl-C on, the DataLoader workers are gone: a helper thread still talking to
     one (multiprocessing's fd sharing) ends on a reset connection, which is no news. That
     thread reports through ``sys.excepthook`` (``resource_sharer._serve``), others through
-    ``threading.excepthook``: both are quieted for those errors. The SIGINT is noted as it
-    arrives (the thread can fail before the KeyboardInterrupt is handled), and the signal
-    handler and hooks are restored afterwards."""
+    ``threading.excepthook``: both are quieted for those errors. Such an error waits up to
+    2 s for the SIGINT's handler (which runs on the main thread, possibly after the helper
+    thread failed) before it is judged news; the signal handler and hooks are restored
+    afterwards."""
     interrupted = threading.Event()
     hook, sys_hook = threading.excepthook, sys.excepthook
 
     def is_news(exc_type: type) -> bool:
-        return not (interrupted.is_set() and issubclass(exc_type, (ConnectionError, EOFError)))
+        if not issubclass(exc_type, (ConnectionError, EOFError)):
+            return True
+        # The SIGINT's Python handler runs on the main thread, which may get to it only
+        # after this thread saw the workers go: wait a moment for it (this thread only).
+        return not interrupted.wait(timeout=2.0)
 
     def quiet(args) -> None:
         if is_news(args.exc_type):

@@ -8,7 +8,7 @@ from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
 from ..utils.tokenizer import build_tokenizer
-from ..utils.zero_shot import cached_class_embeddings, prompt_digest, resolve_prompts
+from ..utils.zero_shot import cached_class_embeddings
 from .image_classifier import ImageClassifier
 
 
@@ -56,11 +56,10 @@ class ZeroShotClassifier(ImageClassifier):
         # A loaded head belongs to the loaded towers, and counts if it was built for this
         # model's prompts; otherwise it is rebuilt before the next forward.
         head = module.head
-        expected = prompt_digest(head.classes, head.templates)
         module._head_ready = (
             not set(module.optional_state_keys) & set(incompatible_keys.missing_keys)
-            and torch.equal(head.prompt_digest.cpu(), expected))
-        head.prompt_digest = expected.to(head.prompt_digest.device)
+            and head.built_for_prompts())
+        head.set_prompts(head.classes, head.templates)  # the digest of what it will hold
 
     @property
     def head_built(self) -> bool:
@@ -73,12 +72,10 @@ class ZeroShotClassifier(ImageClassifier):
 
     def set_classes(self, classes: Union[str, Sequence[str]],
                     templates: Union[str, Sequence[str], None] = None) -> None:
-        """Classify into ``classes`` (templates: the head's current ones if None)."""
-        classes, templates = resolve_prompts(
-            classes, self.head.templates if templates is None else templates)
-        self.head.classes, self.head.templates = classes, templates
-        self.head.num_classes = len(classes)
-        self.head.prompt_digest = prompt_digest(classes, templates).to(self.head.logit_scale.device)
+        """Classify into ``classes`` (templates: the head's current ones if None); the
+        head keeps them (``ZeroShotClsHead.set_prompts``) and is rebuilt before the next
+        forward."""
+        self.head.set_prompts(classes, templates)
         self._head_ready = False
 
     @torch.no_grad()

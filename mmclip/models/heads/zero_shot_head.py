@@ -67,6 +67,20 @@ class ZeroShotClsHead(BaseModule):
         self.register_buffer('class_embeddings', torch.zeros(self.num_classes, out_channels))
         self.register_buffer('prompt_digest', prompt_digest(self.classes, self.templates))
 
+    def set_prompts(self, classes: Prompts, templates: Optional[Prompts] = None) -> None:
+        """Classify into ``classes`` with ``templates`` (None: the current ones), both
+        checked (``resolve_prompts``); their digest goes with them. The class embeddings
+        are then stale: the classifier rebuilds them (``ZeroShotClassifier.build_head``)."""
+        self.classes, self.templates = resolve_prompts(
+            classes, self.templates if templates is None else templates)
+        self.num_classes = len(self.classes)
+        self.prompt_digest = prompt_digest(self.classes, self.templates).to(
+            self.logit_scale.device)
+
+    def built_for_prompts(self) -> bool:
+        """Whether ``prompt_digest`` (as loaded) is that of the current prompts."""
+        return torch.equal(self.prompt_digest.cpu(), prompt_digest(self.classes, self.templates))
+
     def pre_logits(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The L2-normalised image embedding [B, D]."""
         x = feats[-1]
