@@ -291,8 +291,9 @@ def load_checkpoint(model: nn.Module,
         CheckpointDownloadError, UnsafeCheckpointError, CheckpointReadError: see
             ``fetch_checkpoint`` and ``read_checkpoint_file``.
     """
-    return load_source_into(model, source, map_location, strict, logger, mirrors, progress,
-                            allow_nonfinite).checkpoint
+    return load_source_into(model, source, strict=strict, logger=logger,
+                            allow_nonfinite=allow_nonfinite, map_location=map_location,
+                            mirrors=mirrors, progress=progress).checkpoint
 
 
 class Loaded(NamedTuple):
@@ -305,19 +306,19 @@ class Loaded(NamedTuple):
 
 def load_source_into(model: nn.Module,
                      source: Sources,
-                     map_location: MapLocation = 'cpu',
+                     *,
                      strict: bool = True,
                      logger: Union[str, logging.Logger, None] = None,
-                     mirrors: Optional[Mapping[str, str]] = None,
-                     progress: bool = True,
                      allow_nonfinite: bool = False,
                      drop_prefixes: Sequence[str] = (),
-                     before_load: Optional[Callable[[Any, str], None]] = None) -> Loaded:
+                     before_load: Optional[Callable[[Any, str], None]] = None,
+                     **fetch: Any) -> Loaded:
     """The one load path (``get_model``, ``load_checkpoint``, the Runner's ``load_from`` and
-    resume, ``LoadPretrainedHook``): fetch and read ``source``, let ``before_load(checkpoint,
-    name)`` see it (the Runner's checks and hooks), convert its keys, load it with the checks
-    of ``load_state_dict_into`` (arguments as in ``load_checkpoint`` and there)."""
-    checkpoint, name = read_source(source, map_location, mirrors, progress)
+    resume, ``LoadPretrainedHook``): fetch and read ``source`` (``fetch``: ``read_source``'s
+    ``map_location``, ``mirrors``, ``progress``), let ``before_load(checkpoint, name)`` see
+    it (the Runner's checks and hooks), convert its keys, load it with the checks of
+    ``load_state_dict_into`` (the other arguments as there)."""
+    checkpoint, name = read_source(source, **fetch)
     if before_load is not None:
         before_load(checkpoint, name)
     source_format = state_dict_format(unwrap_state_dict(checkpoint, name))

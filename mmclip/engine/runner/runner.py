@@ -79,8 +79,9 @@ class MMClipRunner(Runner):
             _check_resume_meta(checkpoint, name)
             self.call_hook('after_load_checkpoint', checkpoint=checkpoint)  # e.g. EMA's swap
 
-        checkpoint = load_source_into(self.model, filename, map_location, strict, self.logger,
-                                      before_load=before_load).checkpoint
+        checkpoint = load_source_into(self.model, filename, strict=strict, logger=self.logger,
+                                      before_load=before_load,
+                                      map_location=map_location).checkpoint
         self._has_loaded = True
         return checkpoint
 
