@@ -649,3 +649,80 @@ def test_a_head_for_other_classes_is_refused(tower, tmp_path):
                               model.cfg.test_dataloader.dataset.pipeline)
     with pytest.raises(ValueError, match='The model has 1000 outputs and the dataset 2 '):
         S.classify(model, dataset)
+
+
+# ---- tools/predict.py --embeddings: the embeddings retrieval compares --------------------------
+@pytest.fixture(scope='module')
+def predict_tool():
+    spec = importlib.util.spec_from_file_location('predict_tool', ROOT / 'tools' / 'predict.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_embeddings_file_holds_open_clips_embeddings_with_their_ids(predict_tool, tower,
+                                                                     tmp_path, capsys):
+    """Image and text embeddings equal open_clip's (within 1e-5), ids in input order; an
+    unreadable image is left out and said; the file is never written over."""
+    from safetensors import safe_open
+
+    from mmclip.cli.batch_prediction import collect_inputs
+    oc, preprocess, checkpoint, config, folder = tower
+    photos = folder / 'photos'
+    (tmp_path / 'broken.jpg').write_bytes(b'not a JPEG')
+    prompts = tmp_path / 'prompts.txt'
+    prompts.write_text('a photo of a cat\n\na rocket launch\n')
+    out = tmp_path / 'emb' / 'photos.safetensors'
+    argv = [str(photos), str(tmp_path / 'broken.jpg'), '--model', str(config), '--checkpoint',
+            str(checkpoint), '--embeddings', str(out), '--texts', str(prompts),
+            '--batch-size', '5', '--num-workers', '0']
+    assert predict_tool.main(argv) == 0
+    said = capsys.readouterr().out
+    assert f'12 of 13 images and 2 texts embedded (32 values each); 1 unreadable, left out: ' \
+           f'{tmp_path / "broken.jpg"}; written: {out}' in said
+    with safe_open(str(out), 'pt') as f:
+        ids = json.loads(f.metadata()['image_ids'])
+        texts = json.loads(f.metadata()['text_ids'])
+        images, text_embeddings = f.get_tensor('image_embeddings'), f.get_tensor('text_embeddings')
+    assert ids == collect_inputs([str(photos)]) and texts == ['a photo of a cat', 'a rocket launch']
+    with torch.no_grad():
+        expected = oc.encode_image(torch.stack([preprocess(Image.open(p)) for p in ids]),
+                                   normalize=True)
+        expected_text = oc.encode_text(_tokenizer()(texts), normalize=True)
+    torch.testing.assert_close(images, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(text_embeddings, expected_text, atol=1e-5, rtol=0)
+
+    before = out.read_bytes()
+    assert predict_tool.main(argv) == 1
+    assert 'exists and was not written by tools/predict.py' in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_a_classifiers_embeddings_are_its_pre_logits_features_in_npy(predict_tool, classifier,
+                                                                      tower, tmp_path, capsys):
+    from mmclip.cli.batch_prediction import collect_inputs
+    config, checkpoint = classifier
+    photos = tower[4] / 'photos'
+    out = tmp_path / 'features.npy'
+    argv = [str(photos), '--model', str(config), '--checkpoint', str(checkpoint),
+            '--embeddings', str(out), '--num-workers', '0']
+    assert predict_tool.main(argv) == 0
+    ids = json.loads((tmp_path / 'features.npy.ids.json').read_text())
+    assert ids == collect_inputs([str(photos)])
+    model = mmclip.get_model(str(config), pretrained=str(checkpoint))
+    from mmengine.dataset import pseudo_collate
+
+    from mmclip.datasets.transforms import build_test_pipeline
+    pipeline = build_test_pipeline(model.cfg)[0]
+    batch = model.data_preprocessor(pseudo_collate([pipeline(dict(img_path=p)) for p in ids]))
+    with torch.no_grad():
+        expected = model.head.pre_logits(model.extract_feat(batch['inputs']))
+    torch.testing.assert_close(torch.from_numpy(np.load(out)), expected, atol=1e-5, rtol=0)
+    # Text embeddings need a text tower: one line, nothing written.
+    capsys.readouterr()
+    prompts = tmp_path / 'prompts.txt'
+    prompts.write_text('a cat\n')
+    assert predict_tool.main([*argv[:-4], '--embeddings', str(tmp_path / 'x.npy'), '--texts',
+                              str(prompts), '--num-workers', '0']) == 1
+    assert 'has no text tower' in capsys.readouterr().err
+    assert not (tmp_path / 'x.npy').exists()

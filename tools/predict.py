@@ -17,6 +17,15 @@ is not a record this tool writes is dropped with a warning and its image classif
 again. Error records are kept on a rerun (the summary counts them); --retry-errors reads
 those images again.
 
+    python tools/predict.py INPUT [INPUT ...] --model NAME_OR_CONFIG
+        --embeddings FILE.safetensors|FILE.npy [--texts PROMPTS.txt] [...]
+
+--embeddings writes, instead of classes, each readable image's embedding (a zero-shot
+tower's L2-normalised image embedding, a classifier's pre-logits feature) with the image
+paths as ids, and with --texts the text embeddings of the prompts in a file (one per line;
+zero-shot models): the embeddings retrieval compares (``mmclip.evaluation.embeddings``).
+It runs in one process and never writes over an existing file.
+
 The checkpoint defaults to the zoo weights of a model name; an .onnx checkpoint (from
 tools/deployment/pytorch2onnx.py) runs in ONNX Runtime, or in OpenVINO with --backend
 openvino. Several processes share the work with ``torchrun --nproc-per-node N
@@ -29,12 +38,14 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
 from mmclip.apis.backends import BACKENDS, CLI, choose_backend
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.cli.batch_prediction import (
+    ImageFiles,
     PredictionFile,
     collect_inputs,
     output_format,
@@ -47,9 +58,15 @@ from mmclip.cli.launch import (
     exit_code_of,
     exit_process,
 )
-from mmclip.cli.outputs import make_parent_folder
+from mmclip.cli.outputs import check_output_file, make_parent_folder
 from mmclip.datasets import IMG_EXTENSIONS
 from mmclip.datasets.transforms import build_test_pipeline
+from mmclip.evaluation.embeddings import (
+    embed_images,
+    embed_texts,
+    embedding_files,
+    save_embeddings,
+)
 from mmclip.utils import PRECISIONS, autocast_context, check_precision
 from mmclip.utils.cpu import default_num_workers, usable_cores
 
@@ -62,7 +79,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--model', required=True, help='model-zoo name or config file')
     parser.add_argument('--checkpoint', help='weights (path, URL or .onnx); default: the '
                         "zoo model's published weights")
-    parser.add_argument('--out', required=True, help='output file, .jsonl or .csv')
+    parser.add_argument('--out', help='output file of the classes, .jsonl or .csv')
+    parser.add_argument('--embeddings', help='instead of classes: write the image embeddings '
+                        'and their ids to this .safetensors or .npy file')
+    parser.add_argument('--texts', help='with --embeddings and a zero-shot model: a text file '
+                        'of prompts, one per line, whose text embeddings are written too')
     parser.add_argument('--topk', type=int, default=5, help='classes per image')
     parser.add_argument('--backend', choices=BACKENDS,
                         help='default: onnxruntime for an .onnx checkpoint, else torch')
@@ -81,10 +102,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                       spelling=CLI._replace(weights='--checkpoint'))
     except ValueError as err:
         parser.error(str(err))
+    if (args.out is None) == (args.embeddings is None):
+        parser.error('give --out FILE (the classes of each image) or --embeddings FILE (the '
+                     'embeddings), one of the two')
+    if args.embeddings is not None and (args.backend != 'torch' or args.retry_errors):
+        parser.error('--embeddings runs the torch model (an .onnx gives only logits) and '
+                     'has no records to retry: drop --backend / --retry-errors')
+    if args.texts is not None and args.embeddings is None:
+        parser.error('--texts goes with --embeddings')
     if args.topk < 1 or args.batch_size < 1 or args.num_workers < 0:
         parser.error('--topk and --batch-size must be >= 1, --num-workers >= 0')
     try:
-        output_format(args.out)
+        if args.out is not None:
+            output_format(args.out)
+        else:
+            embedding_files(args.embeddings, args.texts is not None)
     except ValueError as err:
         parser.error(str(err))
     return args
@@ -127,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f'no image in {" ".join(args.inputs)} (folders are searched for '
                          f'{", ".join(IMG_EXTENSIONS)} files; a list file names one image per '
                          f'line): nothing to classify. See tools/predict.py --help for INPUT.')
+    if args.embeddings is not None:
+        return write_embeddings(args, paths, device)
     # Before the model loads: an --out this tool may not write is refused now.
     PredictionFile(args.out, output_format(args.out), args.topk).check()
     if rank == 0:
@@ -145,6 +179,54 @@ def run(args: argparse.Namespace) -> int:
               f'{summary.retried} retried after an error record); {summary.kept_errors} error '
               f'records kept from before (--retry-errors reads them again); {summary.dropped} '
               f'untrusted lines dropped; results in {args.out}')
+    return 0
+
+
+def read_texts(path: str) -> List[str]:
+    with open(path, encoding='utf-8') as f:
+        texts = [line.strip() for line in f if line.strip()]
+    if not texts:
+        raise ValueError(f'--texts {path}: no prompt in it (one per line).')
+    return texts
+
+
+def write_embeddings(args: argparse.Namespace, paths: List[str], device: str) -> int:
+    """``--embeddings``: one process embeds every readable image (and the ``--texts``),
+    then writes them with their ids (``mmclip.evaluation.embeddings``)."""
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+        raise ValueError('--embeddings runs in one process; run it without torchrun.')
+    texts = read_texts(args.texts) if args.texts else None
+    for file in embedding_files(args.embeddings, texts is not None):  # never over a file
+        check_output_file(file, '--embeddings', 'tools/predict.py')
+    model = build_model(args, device, 1)
+    if texts is not None and not hasattr(model, 'encode_text'):
+        raise ValueError(f'--texts: {args.model} has no text tower; text embeddings need a '
+                         f'zero-shot model (mmclip.list_models("*zeroshot*")).')
+    loader = DataLoader(ImageFiles(paths, range(len(paths)), build_test_pipeline(model.cfg)[0]),
+                        batch_size=args.batch_size, num_workers=args.num_workers,
+                        collate_fn=list)
+    ids, parts, unreadable = [], [], []
+    bar = ProgressBar(len(paths))
+    for batch in loader:
+        unreadable += [paths[i] for i, inputs, _ in batch if inputs is None]
+        good = [(i, inputs) for i, inputs, _ in batch if inputs is not None]
+        if good:
+            data = model.data_preprocessor(dict(inputs=[x for _, x in good]), False)
+            with autocast_context(device, args.precision):
+                parts.append(embed_images(model, data['inputs']))
+            ids += [paths[i] for i, _ in good]
+        bar.update(len(batch))
+    if not parts:
+        raise ValueError(f'none of the {len(paths)} images could be read; nothing written.')
+    images = torch.cat(parts)
+    with autocast_context(device, args.precision):
+        text_embeddings = embed_texts(model, texts) if texts else None
+    written = save_embeddings(args.embeddings, images, ids, text_embeddings, texts or ())
+    said = f' and {len(texts)} texts' if texts else ''
+    skipped = (f'; {len(unreadable)} unreadable, left out: {", ".join(unreadable[:5])}'
+               f'{" ..." if len(unreadable) > 5 else ""}' if unreadable else '')
+    print(f'\n{len(ids)} of {len(paths)} images{said} embedded ({images.shape[1]} values '
+          f'each){skipped}; written: {", ".join(written)}')
     return 0
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 from mmclip.registry import DATASETS
 
+from .embeddings import embed_images, embed_texts
 from .metrics.benchmark import classification_metrics, project_scores, retrieval_metrics
 
 CLASSIFICATION, RETRIEVAL = 'classification', 'retrieval'
@@ -196,7 +197,7 @@ def retrieve(model, dataset, batch_size: int = 64, num_workers: int = 0,
     """clip_benchmark's retrieval numbers of a zero-shot ``model`` on a caption dataset:
     recall@1/5/10 both ways from the L2-normalised image and text embeddings. In a
     process group, each process embeds its share of the images and of the captions."""
-    images = [model.encode_image(data['inputs']).float().cpu()
+    images = [embed_images(model, data['inputs'])
               for data in _batches(model, dataset, batch_size, num_workers, progress)]
     texts, owners = [], []
     for i in range(len(dataset)):
@@ -204,11 +205,10 @@ def retrieve(model, dataset, batch_size: int = 64, num_workers: int = 0,
         texts += captions
         owners += [i] * len(captions)
     mine = [texts[i] for i in _my_share(len(texts))]
-    embedded = [model.encode_text(mine[s:s + batch_size]).float().cpu()
-                for s in range(0, len(mine), batch_size)]
-    width = model.head.proj.shape[1]
+    embedded = embed_texts(model, mine, batch_size)
+    width = model.head.class_embeddings.shape[1]  # D, with or without an image projection
     images = torch.cat(images) if images else torch.zeros(0, width)
-    embedded = torch.cat(embedded) if embedded else torch.zeros(0, width)
+    embedded = embedded if len(mine) else torch.zeros(0, width)
     return retrieval_metrics(_in_order(_my_share(len(dataset)), images),
                              _in_order(_my_share(len(texts)), embedded), torch.tensor(owners))
 
