@@ -163,8 +163,7 @@ def run(args: argparse.Namespace) -> int:
         return write_embeddings(args, paths, device)
     # Before the model loads: an --out this tool may not write is refused now.
     PredictionFile(args.out, output_format(args.out), args.topk).check()
-    if rank == 0:
-        make_parent_folder(args.out, '--out')
+    make_parent_folder(args.out, '--out')  # every rank writes a part file there; rank 0 says so
     model = build_model(args, device, local_world)
     pipeline, _ = build_test_pipeline(model.cfg)
     summary = predict_files(
