@@ -174,6 +174,15 @@ def unmapped_signal_stack() -> str:
     return f'{stack.ss_sp:#x}+{stack.ss_size}'
 
 
+def load_tool(path: str):
+    """A tool script as a module (tools/ is not a package): ``load_tool('predict.py')``."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO_ROOT / 'tools' / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope='session')
 def images_dir() -> Path:
     """``<repo>/tests/data/images`` (read only: copy files elsewhere before writing)."""

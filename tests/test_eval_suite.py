@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_tool
 from mmengine.registry import DefaultScope
 from PIL import Image
 from suite_layouts import make_retrieval_sets, make_shift_sets, make_zeroshot_sets
@@ -325,10 +326,7 @@ def test_recall_counts_an_image_found_by_any_of_its_captions():
 # ---- tools/eval_suite.py ----------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('eval_suite', ROOT / 'tools' / 'eval_suite.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('eval_suite.py')
 
 
 @pytest.fixture(scope='module')
@@ -654,10 +652,7 @@ def test_a_head_for_other_classes_is_refused(tower, tmp_path):
 # ---- tools/predict.py --embeddings: the embeddings retrieval compares --------------------------
 @pytest.fixture(scope='module')
 def predict_tool():
-    spec = importlib.util.spec_from_file_location('predict_tool', ROOT / 'tools' / 'predict.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('predict.py')
 
 
 def test_embeddings_file_holds_open_clips_embeddings_with_their_ids(predict_tool, tower,

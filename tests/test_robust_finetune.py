@@ -5,12 +5,12 @@ The towers are open_clip ``CLIP`` models with random weights and a tiny architec
 (2 layers, width 32, 32 px images), saved as open_clip's files are; everything is compared
 with open_clip's own outputs or with the zero-shot model, never with numbers written here.
 """
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_tool
 from mmengine.config import Config
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
@@ -28,14 +28,6 @@ VISION = dict(type='VisionTransformer', arch=TINY, img_size=32, patch_size=16, p
               norm_cfg=dict(type='LN', eps=1e-5), act_cfg=QUICK_GELU, out_type='cls_token',
               final_norm=True)
 TEXT = dict(type='CLIPTextTransformer', arch=TINY, out_channels=EMBED, act_cfg=QUICK_GELU)
-
-
-def load_tool(path: str):
-    """A tool script as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / 'tools' / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_open_clip(seed: int = 0) -> CLIP:
