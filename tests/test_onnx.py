@@ -124,6 +124,8 @@ def test_onnxruntime_backend_rejects_what_it_cannot_run(tiny):
                                       backend='onnxruntime', precision='bf16')
     with pytest.raises(ValueError, match='backend must be one of'):
         ImageClassificationInferencer(model, backend='tensorrt')
+    with pytest.raises(ValueError, match='not a built torch model'):
+        ImageClassificationInferencer(model, backend='onnxruntime')
 
 
 def test_missing_onnxruntime_is_one_clear_line(monkeypatch):

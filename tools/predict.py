@@ -38,18 +38,18 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 from mmengine.utils import ProgressBar
-from torch.utils.data import DataLoader
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
 from mmclip.apis.backends import BACKENDS, CLI, choose_backend
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.cli.batch_prediction import (
-    ImageFiles,
     PredictionFile,
     collect_inputs,
+    image_batches,
     output_format,
     predict_files,
+    preprocessed,
 )
 from mmclip.cli.launch import (
     HelpFormatter,
@@ -201,19 +201,17 @@ def write_embeddings(args: argparse.Namespace, paths: List[str], device: str) ->
     if texts is not None and not hasattr(model, 'encode_text'):
         raise ValueError(f'--texts: {args.model} has no text tower; text embeddings need a '
                          f'zero-shot model (mmclip.list_models("*zeroshot*")).')
-    loader = DataLoader(ImageFiles(paths, range(len(paths)), build_test_pipeline(model.cfg)[0]),
-                        batch_size=args.batch_size, num_workers=args.num_workers,
-                        collate_fn=list)
+    loader = image_batches(paths, range(len(paths)), build_test_pipeline(model.cfg)[0],
+                           args.batch_size, args.num_workers)
     ids, parts, unreadable = [], [], []
     bar = ProgressBar(len(paths))
     for batch in loader:
-        unreadable += [paths[i] for i, inputs, _ in batch if inputs is None]
-        good = [(i, inputs) for i, inputs, _ in batch if inputs is not None]
-        if good:
-            data = model.data_preprocessor(dict(inputs=[x for _, x in good]), False)
+        indices, inputs = preprocessed(model, batch)
+        unreadable += [paths[i] for i, _, error in batch if error is not None]
+        if indices:
             with autocast_context(device, args.precision):
-                parts.append(embed_images(model, data['inputs']))
-            ids += [paths[i] for i, _ in good]
+                parts.append(embed_images(model, inputs))
+            ids += [paths[i] for i in indices]
         bar.update(len(batch))
     if not parts:
         raise ValueError(f'none of the {len(paths)} images could be read; nothing written.')

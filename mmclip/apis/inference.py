@@ -17,11 +17,12 @@ from PIL import Image
 from torch import nn
 
 from mmclip.datasets.transforms import build_test_pipeline, pil_to_rgb
+from mmclip.models.heads.vision_transformer_head import scores_from_logits
 from mmclip.registry import INFERENCERS
 from mmclip.utils import autocast_context, check_device, check_precision, maybe_compile
 from mmclip.utils.errors import ZeroShotError
 
-from .backends import choose_backend
+from .backends import EXPORTED, choose_backend
 from .model_zoo import (
     ModelSpec,
     Pretrained,
@@ -47,9 +48,7 @@ def class_scores(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
     scored), else softmax over the classes."""
     to_scores = (getattr(getattr(model, 'head', None), 'scores', None)
                  or getattr(model, 'scores', None))
-    if to_scores is None:
-        return torch.softmax(logits.float(), dim=1)
-    return to_scores(logits)
+    return scores_from_logits(logits) if to_scores is None else to_scores(logits)
 
 
 def check_logits(logits: torch.Tensor, classes: Optional[Sequence[str]],
@@ -84,12 +83,9 @@ def _array_to_bgr(img: np.ndarray, channel_order: str, index: int) -> np.ndarray
     return np.ascontiguousarray(img if channel_order == 'bgr' else img[..., ::-1])
 
 
-def _exported_model(model: Union[ModelSpec, nn.Module], onnx_file: str, device: str,
-                    precision: str, backend: str) -> nn.Module:
+def _exported_model(model: ModelSpec, onnx_file: str, device: str, precision: str,
+                    backend: str) -> nn.Module:
     """The ``.onnx`` file run by ``backend``, with ``model``'s config (its test pipeline)."""
-    if isinstance(model, nn.Module):
-        raise ValueError(f"backend={backend!r} takes a zoo name or a config (for the test "
-                         "pipeline), not a built torch model.")
     from mmclip.deployment import build_exported_classifier
     return build_exported_classifier(backend, resolve_config(model)[0], onnx_file, device,
                                      precision=precision)
@@ -154,6 +150,9 @@ class ImageClassificationInferencer:
         if isinstance(model, nn.Module) and not hasattr(model, 'cfg'):
             raise ValueError('A built model must come from mmclip.get_model (it carries its '
                              'config as model.cfg); or pass a name or a config.')
+        if isinstance(model, nn.Module) and backend in EXPORTED:
+            raise ValueError(f"backend={backend!r} takes a zoo name or a config (for the test "
+                             "pipeline), not a built torch model.")
         backend = choose_backend(None if isinstance(model, nn.Module) else pretrained,
                                  backend, precision, compile)
         exported = backend != 'torch'

@@ -168,24 +168,31 @@ def state_dict_format(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def extract_state_dict(checkpoint: Any, name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """The one place that decides a loaded checkpoint's format and converts it: the
-    mmclip-keyed state dict (``unwrap_state_dict``, then timm or open_clip keys renamed
-    through their table, ``convert.TIMM_TO_MMCLIP`` / ``convert_open_clip.OPEN_CLIP_TO_MMCLIP``;
-    mmclip / mmpretrain keys kept).
+    """The mmclip-keyed state dict of a loaded checkpoint (``converted_state_dict`` of
+    ``unwrap_state_dict``)."""
+    return converted_state_dict(unwrap_state_dict(checkpoint, name), name)[0]
+
+
+def converted_state_dict(state_dict: Dict[str, torch.Tensor],
+                         name: str = 'checkpoint') -> Tuple[Dict[str, torch.Tensor], str]:
+    """The one place that decides a state dict's format and converts it: (the
+    mmclip-keyed state dict, the source format). timm or open_clip keys are renamed
+    through their table (``convert.TIMM_TO_MMCLIP`` /
+    ``convert_open_clip.OPEN_CLIP_TO_MMCLIP``); mmclip / mmpretrain keys are kept.
 
     Raises:
         CheckpointFormatError: no state dict of tensors inside, or timm / open_clip keys
             their table has no row for; the message starts with ``name``.
     """
-    state_dict = unwrap_state_dict(checkpoint, name)
+    source_format = state_dict_format(state_dict)
     convert = {'timm': convert_timm_state_dict,
-               'open_clip': convert_open_clip_state_dict}.get(state_dict_format(state_dict))
+               'open_clip': convert_open_clip_state_dict}.get(source_format)
     if convert is not None:
         try:
-            return convert(state_dict)
+            return convert(state_dict), source_format
         except (KeyError, ValueError) as err:
             raise CheckpointFormatError(f'{name}: {err.args[0]}') from None
-    return state_dict
+    return state_dict, source_format
 
 
 def _all_finite(value: torch.Tensor) -> bool:
@@ -321,12 +328,12 @@ def load_source_into(model: nn.Module,
     checkpoint, name = read_source(source, **fetch)
     if before_load is not None:
         before_load(checkpoint, name)
-    source_format = state_dict_format(unwrap_state_dict(checkpoint, name))
+    state_dict, source_format = converted_state_dict(unwrap_state_dict(checkpoint, name), name)
     if source_format != 'mmclip':
         print_log(f'{name}: {source_format} weights, renamed to mmclip\'s keys by its '
                   f'conversion table', logger=logger or 'current', level=logging.INFO)
-    dropped = load_state_dict_into(model, extract_state_dict(checkpoint, name), name, strict,
-                                   drop_prefixes, logger, allow_nonfinite)
+    dropped = load_state_dict_into(model, state_dict, name, strict, drop_prefixes, logger,
+                                   allow_nonfinite)
     return Loaded(checkpoint, name, dropped)
 
 

@@ -96,8 +96,22 @@ class ImageFiles(Dataset):
             return index, None, f'{type(err).__name__}: {err}'
 
 
-def _collate(items: list) -> list:
-    return items
+def image_batches(paths: Sequence[str], indices: Sequence[int],
+                  pipeline: Callable[[dict], dict], batch_size: int,
+                  num_workers: int) -> DataLoader:
+    """Batches of ``ImageFiles`` items (lists, not collated: unreadable files stay in)."""
+    return DataLoader(ImageFiles(paths, indices, pipeline), batch_size=batch_size,
+                      num_workers=num_workers, collate_fn=list)
+
+
+def preprocessed(model: torch.nn.Module, batch: list) -> Tuple[List[int], Optional[torch.Tensor]]:
+    """The indices of a batch's readable images and their inputs after the model's data
+    preprocessor, [B, 3, H, W] (none readable: an empty list and None)."""
+    good = [(index, inputs) for index, inputs, _ in batch if inputs is not None]
+    if not good:
+        return [], None
+    data = model.data_preprocessor(dict(inputs=[x for _, x in good]), False)
+    return [index for index, _ in good], data['inputs']
 
 
 # ---- the output file -------------------------------------------------------------------
@@ -369,16 +383,15 @@ def report_untrusted(file: PredictionFile, held: HeldRecords) -> None:
 def _records(model: torch.nn.Module, batch: list, paths: Sequence[str], topk: int,
              classes: Optional[Sequence[str]], autocast, weights: str) -> List[dict]:
     """Records of one loader batch, in the batch's (input) order."""
-    good = [(index, inputs) for index, inputs, _ in batch if inputs is not None]
+    indices, inputs = preprocessed(model, batch)
     predicted = {}
-    if good:
-        data = model.data_preprocessor(dict(inputs=[x for _, x in good]), False)
+    if indices:
         with torch.no_grad(), autocast():
-            logits = model(data['inputs'])
+            logits = model(inputs)
         check_logits(logits, classes, weights)
         probs = class_scores(model, logits)
         scores, labels = probs.topk(min(topk, probs.shape[1]), dim=1)
-        for (index, _), row_scores, row_labels in zip(good, scores.tolist(), labels.tolist()):
+        for index, row_scores, row_labels in zip(indices, scores.tolist(), labels.tolist()):
             predicted[index] = dict(
                 path=paths[index], labels=row_labels,
                 classes=[classes[c] if classes else None for c in row_labels],
@@ -459,8 +472,7 @@ def predict_files(model: torch.nn.Module,
     autocast = autocast or contextlib.nullcontext
     failed = 0
     if todo:
-        loader = DataLoader(ImageFiles(paths, todo, pipeline), batch_size=batch_size,
-                            num_workers=num_workers, collate_fn=_collate)
+        loader = image_batches(paths, todo, pipeline, batch_size, num_workers)
         bar = progress_bar(len(todo)) if progress_bar is not None else None
         for batch in loader:
             records = _records(model, batch, paths, topk, classes, autocast, weights)

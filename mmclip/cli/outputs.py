@@ -14,15 +14,21 @@ def _say(message: str) -> None:
         print(message, flush=True)
 
 
+def _make_folder(folder: str, option: str, not_a_folder: str) -> None:
+    """Create ``folder`` if it is missing, and say so; ``not_a_folder`` is the error when
+    something else is there."""
+    if osp.isdir(folder):
+        return
+    if osp.lexists(folder):
+        raise NotADirectoryError(not_a_folder)
+    os.makedirs(folder, exist_ok=True)
+    _say(f'Created the folder {folder} for {option}')
+
+
 def make_parent_folder(path: str, option: str) -> None:
     """Create the missing folder that ``path`` (the value of ``option``) goes into."""
     parent = osp.dirname(osp.abspath(path))
-    if osp.isdir(parent):
-        return
-    if osp.lexists(parent):
-        raise NotADirectoryError(f'{option} {path}: {parent} is not a folder.')
-    os.makedirs(parent, exist_ok=True)
-    _say(f'Created the folder {parent} for {option}')
+    _make_folder(parent, option, f'{option} {path}: {parent} is not a folder.')
 
 
 def check_output_file(path: str, option: str, tool: str,
@@ -46,10 +52,5 @@ def check_output_file(path: str, option: str, tool: str,
 
 def check_work_dir(path: Optional[str], option: str = '--work-dir') -> None:
     """A work dir that exists must be a folder; a missing one is created, and said."""
-    if not path:
-        return
-    if osp.lexists(path) and not osp.isdir(path):
-        raise NotADirectoryError(f'{option} {path} is a file; expected a folder.')
-    if not osp.isdir(path):
-        os.makedirs(path, exist_ok=True)
-        _say(f'Created the folder {path} for {option}')
+    if path:
+        _make_folder(path, option, f'{option} {path} is a file; expected a folder.')

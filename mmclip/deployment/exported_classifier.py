@@ -16,7 +16,10 @@ import torch
 from mmengine.config import Config
 from mmengine.model import BaseModel
 
-from mmclip.models.heads.vision_transformer_head import predictions_from_scores
+from mmclip.models.heads.vision_transformer_head import (
+    predictions_from_scores,
+    scores_from_logits,
+)
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
@@ -95,9 +98,7 @@ class ExportedClassifier(BaseModel):
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] -> float32 scores as the exported head scores them: softmax over
         the classes, or each class's sigmoid (SigLIP; ``mmclip.scores`` metadata)."""
-        if self.score_function == 'sigmoid':
-            return torch.sigmoid(logits.float())
-        return torch.softmax(logits.float(), dim=1)
+        return scores_from_logits(logits, self.score_function)
 
 
 def build_with_config(cls: type, config, onnx_file: Union[str, os.PathLike],

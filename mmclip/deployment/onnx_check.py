@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
+from mmclip.models.heads.vision_transformer_head import SCORE_FUNCTIONS
+
 # Protobuf cannot hold more than 2 GiB; a bigger .onnx is not a model, and parsing it would
 # cost its size in memory.
 MAX_ONNX_BYTES = 2**31
@@ -25,9 +27,6 @@ class UnsafeOnnxError(ValueError):
 
 class OnnxMetadataError(ValueError):
     """An ``.onnx`` file whose ``mmclip.*`` metadata is not what the exporter writes."""
-
-
-SCORE_FUNCTIONS = ('softmax', 'sigmoid')
 
 
 class OnnxFileInfo(NamedTuple):

@@ -76,11 +76,23 @@ class VisionTransformerClsHead(BaseModule):
         return predictions_from_logits(self(feats), data_samples)
 
 
+SCORE_FUNCTIONS = ('softmax', 'sigmoid')
+
+
+def scores_from_logits(logits: torch.Tensor, score_function: str = 'softmax') -> torch.Tensor:
+    """Logits [B, K] -> float32 scores: softmax over the classes, or each class's
+    sigmoid (SigLIP's zero-shot heads, trained with a sigmoid loss; exported models that
+    record it)."""
+    if score_function == 'sigmoid':
+        return torch.sigmoid(logits.float())
+    return torch.softmax(logits.float(), dim=1)
+
+
 def predictions_from_logits(cls_score: torch.Tensor,
                             data_samples: Optional[Sequence[Optional[DataSample]]] = None
                             ) -> List[DataSample]:
     """Softmax logits [B, K] into ``pred_score`` / ``pred_label`` of each DataSample."""
-    return predictions_from_scores(torch.softmax(cls_score.float(), dim=1), data_samples)
+    return predictions_from_scores(scores_from_logits(cls_score), data_samples)
 
 
 def predictions_from_scores(pred_scores: torch.Tensor,

@@ -11,7 +11,7 @@ from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
 from ..utils.zero_shot import prompt_digest, resolve_prompts
-from .vision_transformer_head import predictions_from_scores
+from .vision_transformer_head import predictions_from_scores, scores_from_logits
 
 Prompts = Union[str, Sequence[str]]
 
@@ -112,6 +112,4 @@ class ZeroShotClsHead(BaseModule):
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] -> float32 scores: softmax over the classes (CLIP), or each class's
         sigmoid when the head has a ``logit_bias`` (SigLIP, trained with a sigmoid loss)."""
-        if self.logit_bias is None:
-            return torch.softmax(logits.float(), dim=1)
-        return torch.sigmoid(logits.float())
+        return scores_from_logits(logits, self.score_function)
