@@ -238,7 +238,7 @@ def write_eval_config(path: Path, data_root: Path) -> Path:
                                     sampler=dict(type='DefaultSampler', shuffle=False)),
                test_evaluator=dict(type='Accuracy', topk=(1, )), test_cfg=dict(),
                env_cfg=dict(dist_cfg=dict(backend='gloo')),
-               visualizer=dict(type='LazyFigureVisualizer',
+               visualizer=dict(type='ScalarVisualizer',
                                vis_backends=[dict(type='LocalVisBackend')]))
     Config(cfg).dump(str(path))
     return path
@@ -400,7 +400,7 @@ def shrink_recipe(name: str, root: Path, pretrained: Path, work_dir: Path, max_e
     cfg.param_scheduler = [s for s in cfg.param_scheduler if s['type'] != 'LinearLR']
     cfg.train_cfg.max_epochs = max_epochs
     cfg.default_hooks.logger.interval = 1
-    cfg.visualizer = dict(type='LazyFigureVisualizer', vis_backends=[dict(type='LocalVisBackend')])
+    cfg.visualizer = dict(type='ScalarVisualizer', vis_backends=[dict(type='LocalVisBackend')])
     cfg.experiment_name = f'{work_dir.name}_{max_epochs}_{name}'
     path = work_dir.parent / f'{work_dir.name}_{max_epochs}_{name}'
     cfg.dump(str(path))

@@ -40,5 +40,5 @@ env_cfg = dict(
     # default, here so that --cfg-options env_cfg.dist_cfg.timeout=N names a key).
     dist_cfg=dict(backend='nccl', timeout=1800),
 )
-visualizer = dict(type='LazyFigureVisualizer', vis_backends=[dict(type='LocalVisBackend')])
+visualizer = dict(type='ScalarVisualizer', vis_backends=[dict(type='LocalVisBackend')])
 log_level = 'INFO'

@@ -3,4 +3,4 @@ mmclip's registries."""
 from .hooks import *  # noqa: F401,F403
 from .optimizers import *  # noqa: F401,F403
 from .runner import *  # noqa: F401,F403
-from .visualizer import LazyFigureVisualizer  # noqa: F401
+from .visualizer import ScalarVisualizer  # noqa: F401

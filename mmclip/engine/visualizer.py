@@ -1,40 +1,68 @@
-"""mmengine's Visualizer without the matplotlib start-up cost when nothing is drawn."""
-from typing import Optional
+"""The Runner's visualizer for what testing and training record: the config and scalars."""
+import os.path as osp
+from typing import Dict, List, Optional
 
-import numpy as np
-from mmengine.visualization import Visualizer
+from mmengine.config import Config
+from mmengine.dist import master_only
+from mmengine.utils import ManagerMixin
+from mmengine.visualization.vis_backend import BaseVisBackend
 
-from mmclip.registry import VISUALIZERS
-
-
-class _FigureNotBuilt:
-    """Stands in for the matplotlib figure until an image is set; answers ``get_dpi``."""
-
-    def __init__(self, dpi: Optional[float]) -> None:
-        self.dpi = dpi or 100  # matplotlib's default figure dpi
-
-    def get_dpi(self) -> float:
-        return self.dpi
+from mmclip.registry import VISBACKENDS, VISUALIZERS
 
 
 @VISUALIZERS.register_module()
-class LazyFigureVisualizer(Visualizer):
-    """``Visualizer`` that builds its matplotlib figure when an image is first set.
+class ScalarVisualizer(ManagerMixin):
+    """Records the config and scalars in its vis backends, and draws nothing.
 
-    mmengine's builds it in ``__init__`` (importing matplotlib: about 0.7 s), and the
-    Runner always builds a visualizer, although testing and training only log scalars
-    through its ``vis_backends``. Config keys: those of ``Visualizer``.
+    mmengine's ``Visualizer`` builds a matplotlib figure when it is made (importing
+    matplotlib: about 0.7 s of every Runner's start), although mmclip's runs only log
+    scalars; this one offers the methods the Runner and its logger hook call. For drawing,
+    set ``visualizer = dict(type='Visualizer', ...)`` in a config.
+
+    Config keys:
+        name: the instance name (the Runner sets the experiment's).
+        vis_backends: a list of vis-backend configs, e.g. ``[dict(type='LocalVisBackend')]``;
+            each may have a ``name`` (default: its type).
+        save_dir: their folder's parent (the Runner sets its log dir; backends write into
+            ``save_dir/vis_data``).
     """
 
-    def _initialize_fig(self, fig_cfg: dict) -> tuple:
-        if getattr(self, '_figure_wanted', False):
-            return super()._initialize_fig(fig_cfg)
-        return None, _FigureNotBuilt(fig_cfg.get('dpi')), None
+    def __init__(self,
+                 name: str = 'visualizer',
+                 vis_backends: Optional[List[dict]] = None,
+                 save_dir: Optional[str] = None) -> None:
+        super().__init__(name)
+        self.dataset_meta: Optional[dict] = None  # set by the loops; nothing is drawn with it
+        self.backends: Dict[str, BaseVisBackend] = {}
+        for cfg in vis_backends or []:
+            cfg = dict(cfg)
+            backend_name = cfg.pop('name', None) or str(cfg['type'])
+            if backend_name in self.backends:
+                raise ValueError(f'ScalarVisualizer: two vis_backends are named '
+                                 f'{backend_name!r}; give each a distinct name.')
+            if save_dir is not None:
+                cfg.setdefault('save_dir', osp.join(save_dir, 'vis_data'))
+            self.backends[backend_name] = VISBACKENDS.build(cfg)
 
-    def set_image(self, image: np.ndarray) -> None:
-        if not getattr(self, '_figure_wanted', False):
-            self._figure_wanted = True
-            self.fig_save_canvas, self.fig_save, self.ax_save = self._initialize_fig(
-                self.fig_save_cfg)
-            self.dpi = self.fig_save.get_dpi()
-        super().set_image(image)
+    @master_only
+    def add_config(self, config: Config, **kwargs) -> None:
+        for backend in self.backends.values():
+            backend.add_config(config, **kwargs)
+
+    @master_only
+    def add_scalar(self, name: str, value: float, step: int = 0, **kwargs) -> None:
+        for backend in self.backends.values():
+            backend.add_scalar(name, value, step, **kwargs)
+
+    @master_only
+    def add_scalars(self, scalar_dict: dict, step: int = 0, file_path: Optional[str] = None,
+                    **kwargs) -> None:
+        for backend in self.backends.values():
+            backend.add_scalars(scalar_dict, step, file_path, **kwargs)
+
+    def get_backend(self, name: str) -> Optional[BaseVisBackend]:
+        return self.backends.get(name)
+
+    def close(self) -> None:
+        for backend in self.backends.values():
+            backend.close()
