@@ -165,7 +165,7 @@ def test_tools_test_runs_a_siglip_tower_with_its_hf_tokenizer(tiny_dir, images_d
     with torch.no_grad():
         model.head.logit_scale.fill_(4.0)
     state = {k: v for k, v in model.state_dict().items()
-             if k not in model.optional_state_keys}
+             if k not in model.derived_state_keys}
     checkpoint = tmp_path / 'siglip_small.pth'
     torch.save(state, checkpoint)
 

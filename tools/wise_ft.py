@@ -55,7 +55,7 @@ CURVE = 'wise_ft_curve.png'
 # Tensors the models derive themselves when a checkpoint lacks them (the class embeddings
 # of a text tower, FLYP's step counter): interpolating the embeddings would pair the
 # interpolated text tower with a head it did not build.
-DERIVED_KEYS = tuple(FLYPClassifier.optional_state_keys)
+DERIVED_KEYS = tuple(FLYPClassifier.derived_state_keys)
 StateDict = Dict[str, torch.Tensor]
 
 

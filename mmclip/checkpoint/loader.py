@@ -412,32 +412,18 @@ def load_state_dict_into(model: nn.Module,
         _refuse_text_tower(state_dict, expected, name)
         _refuse_classifier_in_zero_shot(state_dict, expected, name)
     prefixes = tuple(drop_prefixes)
-    # Keys the model fills itself when a checkpoint lacks them or has them for another
-    # shape (a zero-shot head built for other classes).
-    optional = set(getattr(model, 'optional_state_keys', ()))
-
-    def sort_out() -> Tuple[Tuple[List[str], ...], List[str]]:
-        kept: Tuple[List[str], ...] = ([], [], [])
-        dropped: List[str] = []
-        for found, kind in zip(_mismatches(state_dict, expected), kept):
-            for item in found:
-                (dropped if prefixes and item.startswith(prefixes) else kind).append(item)
-        missing, unexpected, shapes = kept
-        missing = [k for k in missing if k not in optional]
-        shapes = [item for item in shapes if item.split(':')[0] not in optional]
-        return (missing, unexpected, shapes), dropped
-
-    # The real cause first: a checkpoint of another architecture (patch size, width,
-    # depth) is reported as that, before any position-embedding resampling is tried.
-    (missing, unexpected, shapes), _ = sort_out()
-    other_shapes = [s for s in shapes if not s.partition(':')[0].endswith('pos_embed')]
-    if strict and other_shapes:
+    _adapt(model, state_dict, name, logger)
+    kept: Tuple[List[str], ...] = ([], [], [])
+    dropped: List[str] = []
+    for found, kind in zip(_mismatches(state_dict, expected), kept):
+        for item in found:
+            (dropped if prefixes and item.startswith(prefixes) else kind).append(item)
+    missing, unexpected, shapes = kept
+    if strict and shapes:
+        # The real cause first: a checkpoint of another architecture (patch size, width,
+        # depth) is reported as that.
         raise StateDictMismatchError(_architecture_report(name, missing, unexpected, shapes))
     if strict and (missing or unexpected):
-        raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))
-    _adapt(model, state_dict, name, logger)
-    (missing, unexpected, shapes), dropped = sort_out()
-    if strict and (missing or unexpected or shapes):
         raise StateDictMismatchError(_mismatch_report(name, missing, unexpected, shapes))
     if missing or unexpected or shapes:
         print_log(_mismatch_report(name, missing, unexpected, shapes) +

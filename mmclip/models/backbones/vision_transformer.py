@@ -22,6 +22,7 @@ from torch import nn
 
 from mmclip.registry import MODELS
 
+from ..utils.adapt_on_load import adapt_on_load
 from ..utils.embed import PatchEmbed, resize_pos_embed
 from ..utils.transformer import AttentionPool, TransformerEncoderLayer, resolve_arch
 
@@ -158,7 +159,7 @@ class VisionTransformer(BaseModule):
             self._freeze_stages()
         # Any load_state_dict (mmclip's loader, mmengine's, a user's) gets a position
         # embedding of another patch grid resampled to this one.
-        self.register_load_state_dict_pre_hook(self._adapt_on_load)
+        adapt_on_load(self)
 
     # ---- construction helpers -------------------------------------------------------
     def _resolve_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
@@ -194,26 +195,25 @@ class VisionTransformer(BaseModule):
                 nn.init.zeros_(m.bias)
 
     # ---- loading weights ---------------------------------------------------------------
-    def _adapt_on_load(self, module: nn.Module, state_dict: Dict[str, torch.Tensor],
-                       prefix: str, *args) -> None:
-        self.adapt_state_dict(state_dict, prefix)
-
     def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str = '',
                          name: str = 'the checkpoint',
                          logger: Union[str, logging.Logger] = 'current') -> None:
         """Resample ``state_dict[prefix + 'pos_embed']``, [1, extra + Hs*Ws, C], in place to
-        this tower's [1, extra + Hd*Wd, C] when only its patch grid differs (bicubic, as
-        timm), with a warning: the checkpoint was trained at another input size. Run by
-        ``load_state_dict`` (a load pre-hook) and by mmclip's loader before its checks.
+        this tower's [1, extra + Hd*Wd, C] when only its patch grid differs (the patch
+        embedding is this tower's; bicubic, as timm), with a warning: the checkpoint was
+        trained at another input size. Run by ``load_state_dict`` (a load pre-hook) and by
+        mmclip's loader before its checks.
 
         Raises:
             ValueError: the checkpoint's patch tokens do not form a square grid.
         """
         key = prefix + 'pos_embed'
         value, target = state_dict.get(key), self.pos_embed.shape
+        patches = state_dict.get(prefix + 'patch_embed.projection.weight')
         if (value is None or value.shape == target or value.ndim != 3
-                or value.shape[-1] != target[-1]):
-            return
+                or value.shape[-1] != target[-1] or patches is None
+                or patches.shape != self.patch_embed.projection.weight.shape):
+            return  # the same grid, or another tower: nothing to resample
         extra = self.num_extra_tokens
         side = math.isqrt(value.shape[1] - extra)
         if side * side != value.shape[1] - extra:

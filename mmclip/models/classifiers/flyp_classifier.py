@@ -1,5 +1,5 @@
 """FLYP: fine-tune CLIP like it was pre-trained (Goyal et al., arXiv:2212.00638)."""
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +9,8 @@ from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
 from ..losses import clip_contrastive_loss, gather_across_ranks
-from ..utils.zero_shot import build_class_embeddings, prompt_digest, resolve_prompts
+from ..utils.adapt_on_load import adapt_on_load
+from ..utils.zero_shot import build_class_embeddings, resolve_prompts
 from .zero_shot_classifier import ZeroShotClassifier
 
 
@@ -41,7 +42,7 @@ class FLYPClassifier(ZeroShotClassifier):
     with the model) and the rank, so a resumed run draws what an uninterrupted one would.
     """
 
-    optional_state_keys = ZeroShotClassifier.optional_state_keys + ('flyp_step', )
+    derived_state_keys = ZeroShotClassifier.derived_state_keys + ('flyp_step', )
 
     def __init__(self,
                  backbone: dict,
@@ -56,6 +57,13 @@ class FLYPClassifier(ZeroShotClassifier):
         self.train_templates = (resolve_prompts(self.head.classes, train_templates)[1]
                                 if train_templates is not None else None)
         self.register_buffer('flyp_step', torch.zeros((), dtype=torch.long))
+        adapt_on_load(self)
+
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str = '',
+                         *args) -> None:
+        """A checkpoint that was not trained with FLYP (a zero-shot tower) starts at step 0.
+        Run by ``load_state_dict`` (a load pre-hook) and by mmclip's loader."""
+        state_dict.setdefault(prefix + 'flyp_step', torch.zeros_like(self.flyp_step))
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -90,14 +98,10 @@ class FLYPClassifier(ZeroShotClassifier):
         # A zero digest makes a checkpoint saved before the next evaluation (mmengine saves
         # an epoch's checkpoint before validating) rebuild them when loaded.
         self._head_ready = False
-        self.head.prompt_digest.zero_()
+        self.head.forget_class_embeddings()
         loss = clip_contrastive_loss(gather_across_ranks(image), gather_across_ranks(text),
                                      self.head.logit_scale.exp())
         return dict(loss=loss)
-
-    def build_head(self) -> None:
-        super().build_head()
-        self.head.prompt_digest.copy_(prompt_digest(self.head.classes, self.head.templates))
 
     def compute_class_embeddings(self) -> torch.Tensor:
         return build_class_embeddings(self.text_backbone, self.head.classes,

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
+from ..heads import ZeroShotClsHead
 from ..utils.tokenizer import build_tokenizer
 from ..utils.zero_shot import cached_class_embeddings
 from .image_classifier import ImageClassifier
@@ -31,12 +32,12 @@ class ZeroShotClassifier(ImageClassifier):
     inferencer use it as any classifier. They are saved with the model, with the digest of
     the prompts they were built from: a checkpoint that holds a head built for the model's
     classes and templates loads it as it is; without one (an open_clip file), or with one
-    for other prompts, the head is built (``optional_state_keys``). ``encode_image`` /
-    ``encode_text`` give the L2-normalised embeddings for retrieval.
+    for other prompts, the head is built (``ZeroShotClsHead.adapt_state_dict``).
+    ``encode_image`` / ``encode_text`` give the L2-normalised embeddings for retrieval.
     """
 
-    # Keys a checkpoint may lack: the model fills them itself (see the loader).
-    optional_state_keys = ('head.class_embeddings', 'head.prompt_digest')
+    # Tensors the model makes itself, so a checkpoint may lack them: the head it builds.
+    derived_state_keys = tuple(f'head.{key}' for key in ZeroShotClsHead.BUILT_KEYS)
 
     def __init__(self,
                  backbone: dict,
@@ -55,11 +56,7 @@ class ZeroShotClassifier(ImageClassifier):
     def _weights_changed(module: 'ZeroShotClassifier', incompatible_keys) -> None:
         # A loaded head belongs to the loaded towers, and counts if it was built for this
         # model's prompts; otherwise it is rebuilt before the next forward.
-        head = module.head
-        module._head_ready = (
-            not set(module.optional_state_keys) & set(incompatible_keys.missing_keys)
-            and head.built_for_prompts())
-        head.set_prompts(head.classes, head.templates)  # the digest of what it will hold
+        module._head_ready = module.head.built_for_prompts()
 
     @property
     def head_built(self) -> bool:
@@ -81,10 +78,8 @@ class ZeroShotClassifier(ImageClassifier):
     @torch.no_grad()
     def build_head(self) -> None:
         """Fill the head's class embeddings [K, D] from the prompts (fp32, no autocast)."""
-        device = self.head.logit_scale.device
-        with torch.autocast(device.type, enabled=False):
-            emb = self.compute_class_embeddings()
-        self.head.class_embeddings = emb.to(device=device, dtype=self.head.logit_scale.dtype)
+        with torch.autocast(self.head.logit_scale.device.type, enabled=False):
+            self.head.set_class_embeddings(self.compute_class_embeddings())
         self._head_ready = True
 
     def compute_class_embeddings(self) -> torch.Tensor:

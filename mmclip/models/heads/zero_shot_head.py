@@ -1,6 +1,7 @@
 """Zero-shot head: image projection, L2 normalisation, class-embedding logits (CLIP's
 softmax scoring, or SigLIP's sigmoid scoring with a learned bias)."""
-from typing import List, Optional, Sequence, Tuple, Union
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from torch import nn
 from mmclip.registry import MODELS
 from mmclip.structures import DataSample
 
+from ..utils.adapt_on_load import adapt_on_load
 from ..utils.zero_shot import prompt_digest, resolve_prompts
 from .vision_transformer_head import predictions_from_scores, scores_from_logits
 
@@ -36,13 +38,16 @@ class ZeroShotClsHead(BaseModule):
 
     Keys: ``proj`` [C, D] (open_clip's ``visual.proj``; absent without ``with_proj``),
     ``logit_scale`` [] (the CLIP model's; logits are scaled by its exp), ``logit_bias`` []
-    (SigLIP's; added to the logits), ``class_embeddings`` [K, D], the built head, and
-    ``prompt_digest`` [32] (uint8, what it was built from: ``zero_shot.prompt_digest``).
-    The built head is saved with the model; the ``ZeroShotClassifier`` builds it from its
-    text tower and the prompts (cached) when a checkpoint has none (an open_clip file) or
-    one for other prompts.
+    (SigLIP's; added to the logits), and the head the classifier builds (``BUILT_KEYS``):
+    ``class_embeddings`` [K, D] and ``prompt_digest`` [32] (uint8, the digest of the prompts
+    they were built from, ``zero_shot.prompt_digest``; zeros: built from none). Both are
+    saved with the model; the ``ZeroShotClassifier`` builds them from its text tower and the
+    prompts (cached) when a checkpoint has none (an open_clip file) or has them for other
+    prompts.
     Input: the backbone's tuple of features, the last [B, C]; ``forward`` -> logits [B, K].
     """
+
+    BUILT_KEYS = ('class_embeddings', 'prompt_digest')
 
     def __init__(self,
                  in_channels: int,
@@ -65,21 +70,47 @@ class ZeroShotClsHead(BaseModule):
         self.logit_bias = None if logit_bias is None else nn.Parameter(
             torch.tensor(float(logit_bias)))
         self.register_buffer('class_embeddings', torch.zeros(self.num_classes, out_channels))
-        self.register_buffer('prompt_digest', prompt_digest(self.classes, self.templates))
+        self.register_buffer('prompt_digest', torch.zeros(32, dtype=torch.uint8))
+        adapt_on_load(self)
 
+    # ---- prompts and the class embeddings built from them ------------------------------
     def set_prompts(self, classes: Prompts, templates: Optional[Prompts] = None) -> None:
         """Classify into ``classes`` with ``templates`` (None: the current ones), both
-        checked (``resolve_prompts``); their digest goes with them. The class embeddings
-        are then stale: the classifier rebuilds them (``ZeroShotClassifier.build_head``)."""
+        checked (``resolve_prompts``). The class embeddings were built for other prompts
+        until ``set_class_embeddings`` (``ZeroShotClassifier.build_head``)."""
         self.classes, self.templates = resolve_prompts(
             classes, self.templates if templates is None else templates)
         self.num_classes = len(self.classes)
-        self.prompt_digest = prompt_digest(self.classes, self.templates).to(
-            self.logit_scale.device)
+
+    def set_class_embeddings(self, embeddings: torch.Tensor) -> None:
+        """Hold ``embeddings`` [K, D], built from the current prompts (the digest says so)."""
+        device = self.logit_scale.device
+        self.class_embeddings = embeddings.to(device=device, dtype=self.logit_scale.dtype)
+        self.prompt_digest = prompt_digest(self.classes, self.templates).to(device)
+
+    def forget_class_embeddings(self) -> None:
+        """Mark the class embeddings as built from no prompts (a zero digest), because the
+        towers changed: a checkpoint saved now rebuilds them when it is loaded."""
+        self.prompt_digest.zero_()
 
     def built_for_prompts(self) -> bool:
-        """Whether ``prompt_digest`` (as loaded) is that of the current prompts."""
+        """Whether the class embeddings were built from the current prompts."""
         return torch.equal(self.prompt_digest.cpu(), prompt_digest(self.classes, self.templates))
+
+    # ---- loading weights ---------------------------------------------------------------
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str = '',
+                         name: str = 'the checkpoint',
+                         logger: Union[str, logging.Logger] = 'current') -> None:
+        """Give a checkpoint without a built head (an open_clip file), or with one for
+        another number of classes, this head's tensors with a zero digest: the classifier
+        then builds the head from its prompts. Run by ``load_state_dict`` (a load pre-hook)
+        and by mmclip's loader before its checks."""
+        embeddings = state_dict.get(prefix + 'class_embeddings')
+        if (embeddings is not None and prefix + 'prompt_digest' in state_dict
+                and embeddings.shape == self.class_embeddings.shape):
+            return
+        state_dict[prefix + 'class_embeddings'] = self.class_embeddings.detach().clone()
+        state_dict[prefix + 'prompt_digest'] = torch.zeros_like(self.prompt_digest)
 
     def pre_logits(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The L2-normalised image embedding [B, D]."""
