@@ -255,6 +255,27 @@ def test_class_names_from_a_checkpoint_are_checked(checkpoint, tmp_path, classes
     assert model.dataset_meta['classes'] == tuple(names)  # the check passes good names
 
 
+def test_class_names_name_the_outputs_and_classes_are_for_zero_shot_models(checkpoint, photos,
+                                                                           tmp_path):
+    """``class_names=`` names a model's outputs; ``classes=`` (what a zero-shot model
+    classifies into) is refused for a vision-only model, pointing to ``class_names=``."""
+    config, path = checkpoint
+    names = [f'name {i}' for i in range(1000)]
+    named = ImageClassificationInferencer(config, pretrained=path, device='cpu',
+                                          class_names=names)(photos[0])[0]
+    plain = ImageClassificationInferencer(config, pretrained=path, device='cpu')(photos[0])[0]
+    assert named['pred_label'] == plain['pred_label']
+    assert named['pred_class'] == names[plain['pred_label']] != plain['pred_class']
+    np.testing.assert_array_equal(named['pred_scores'], plain['pred_scores'])
+    assert inference_model(config, photos[0], pretrained=path, device='cpu',
+                           class_names=names)['pred_class'] == named['pred_class']
+    with pytest.raises(ValueError, match=r'class_names= has 2 names for a model with 1000 '):
+        ImageClassificationInferencer(config, pretrained=path, class_names=['a', 'b'])
+    with pytest.raises(ValueError, match='classes= chooses what a zero-shot model .* To name '
+                                         'its outputs, pass class_names='):
+        ImageClassificationInferencer(config, pretrained=path, classes=names)
+
+
 def test_finite_but_huge_weights_are_refused_naming_the_checkpoint(checkpoint, photos,
                                                                     tmp_path):
     config, _ = checkpoint

@@ -5,6 +5,7 @@ are saved as open_clip's files are and loaded by name through ``get_model``. Eve
 compared with open_clip's own ``encode_image`` / ``encode_text`` / ``preprocess`` /
 ``build_zero_shot_classifier``, never with numbers written here.
 """
+import copy
 import os
 import re
 import runpy
@@ -24,6 +25,7 @@ from safetensors.torch import save_file
 
 import mmclip
 from mmclip.apis import ImageClassificationInferencer, get_model_info, inference_model
+from mmclip.checkpoint import head_cache
 from mmclip.datasets.transforms import build_test_pipeline
 from mmclip.datasets.zeroshot_prompts import IMAGENET_CLIP_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
 from mmclip.models.classifiers import zero_shot_classifier
@@ -226,7 +228,7 @@ def _umask() -> int:
 def test_head_is_cached_and_reused(b32, cache_home, monkeypatch, caplog):
     oc, path, model = b32
     monkeypatch.setenv('TORCH_HOME', str(cache_home))  # where b32 built its head
-    cached = Path(zero_shot.cache_path(zero_shot.cache_key(model.text_backbone, CLASSES,
+    cached = Path(head_cache.head_path(zero_shot.cache_key(model.text_backbone, CLASSES,
                                                            TEMPLATES)))
     assert cached.parent == cache_home / 'hub' / 'mmclip' / 'zeroshot_heads'
     assert cached.is_file() and not list(cached.parent.glob(PARTIAL_PREFIX + '*'))
@@ -266,7 +268,7 @@ def test_a_cache_file_that_fails_a_check_is_rebuilt_with_one_warning(b32, tmp_pa
                                                                      monkeypatch, case):
     tower = b32[2].text_backbone
     key = zero_shot.cache_key(tower, CLASSES, TEMPLATES)
-    cached = Path(zero_shot.cache_path(key))
+    cached = Path(head_cache.head_path(key))
     built = zero_shot.cached_class_embeddings(tower, CLASSES, TEMPLATES)
     assert cached.is_file()
     # Each forgery would steer every prediction if it were trusted: rows swapped, and
@@ -287,7 +289,7 @@ def test_a_cache_file_that_fails_a_check_is_rebuilt_with_one_warning(b32, tmp_pa
                'non-unit rows': swapped * 1.01}.get(case, swapped)
         _forged_cache(cached, emb, {'no key': None, 'wrong key': 'f' * 64}.get(case, key))
     warnings = []
-    monkeypatch.setattr(zero_shot, 'print_log',
+    monkeypatch.setattr(head_cache, 'print_log',
                         lambda msg, **kwargs: warnings.append(msg) if 'Ignoring' in msg else None)
     got = zero_shot.cached_class_embeddings(tower, CLASSES, TEMPLATES)
     torch.testing.assert_close(got, built, atol=1e-6, rtol=0)
@@ -301,7 +303,7 @@ def test_a_cache_file_that_fails_a_check_is_rebuilt_with_one_warning(b32, tmp_pa
     assert cached.is_file() and not cached.is_symlink()  # rebuilt in place of the link
     if case == 'symlink':
         assert elsewhere.read_bytes() == planted  # never written through
-    assert zero_shot._read_cached(str(cached), key, len(CLASSES), 512) is not None
+    assert head_cache.read_head(key, len(CLASSES), 512) is not None
 
 
 def test_built_head_is_saved_and_loaded_as_an_ordinary_checkpoint(b32, tmp_path,
@@ -331,6 +333,28 @@ def test_built_head_is_saved_and_loaded_as_an_ordinary_checkpoint(b32, tmp_path,
                                templates=TEMPLATES)
     torch.testing.assert_close(swapped.head.class_embeddings,
                                model.head.class_embeddings.flip(0), atol=1e-6, rtol=0)
+
+
+def test_a_head_saved_between_a_change_and_its_rebuild_is_rebuilt_when_loaded(b32, tmp_path):
+    """The digest says which prompts the saved class embeddings were built from, whatever
+    the model was set to when it was saved: new classes not yet built, or towers changed
+    after the head was built (a load without the head), are never taken as built."""
+    oc, path, model = b32
+    stale = copy.deepcopy(model)
+    stale.set_classes(list(CLASSES[::-1]))  # not built yet: still the CLASSES head
+    saved = tmp_path / 'not_built.pth'
+    torch.save(stale.state_dict(), saved)
+    loaded = mmclip.get_model(B32, pretrained=str(saved), classes=CLASSES[::-1],
+                              templates=TEMPLATES)  # builds the head it finds stale
+    torch.testing.assert_close(loaded.head.class_embeddings, model.head.class_embeddings.flip(0),
+                               atol=1e-6, rtol=0)
+    # Towers loaded without a head: the built head no longer belongs to them.
+    towers_only = {k: v for k, v in model.state_dict().items()
+                   if k not in model.derived_state_keys}
+    stale = copy.deepcopy(model)
+    stale.load_state_dict(towers_only)  # torch's own load: the head fills in what is missing
+    assert not stale.head_built and not stale.head.built_for_prompts()
+    assert not stale.head.prompt_digest.any()  # what a checkpoint saved now would say
 
 
 def test_new_classes_from_python_and_the_demo(b32, images_dir, capsys, monkeypatch):
@@ -376,9 +400,9 @@ def test_bad_input_is_one_clear_line(b32, tmp_path):
             mmclip.get_model(**kwargs)
         assert '\n' not in str(err.value)
     vision_only = 'vit-base-p32_clip-openai-pre_3rdparty_in1k'
-    with pytest.raises(ZeroShotError, match='vision-only'):
+    with pytest.raises(ZeroShotError, match='templates= chooses .* vision-only'):
         ImageClassificationInferencer(vision_only, pretrained=False, templates=['a {}'])
-    with pytest.raises(ZeroShotError, match='3 class names for a model with 1000 classes'):
+    with pytest.raises(ZeroShotError, match='classes= chooses what a zero-shot model'):
         ImageClassificationInferencer(vision_only, pretrained=False, classes=['a', 'b', 'c'])
 
 

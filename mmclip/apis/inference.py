@@ -118,11 +118,12 @@ class ImageClassificationInferencer:
         precision: ``'fp32'``, ``'bf16'`` or ``'fp16'`` (CUDA only): autocast of the
             forward pass (``mmclip.utils.autocast_context``).
         compile: ``torch.compile`` the model (the first batch of each shape is slow).
-        classes: for a zero-shot model, the classes to classify into (its head is built
-            from them; a built model is copied, not changed); for any other model, the
-            names of its classes. Default: those of ``model.dataset_meta``.
+        classes: zero-shot models only: the classes to classify into (its head is built
+            from them; a built model is copied, not changed). Default: the model's own.
         templates: zero-shot models only: prompt templates with one ``{}`` (default: the
             model's own, OpenAI's 80 ImageNet templates for the zoo configs).
+        class_names: the names of the model's outputs, one per class, for ``pred_class``.
+            Default: a zero-shot model's classes, else ``model.dataset_meta['classes']``.
         backend: ``'torch'``, or ``'onnxruntime'`` / ``'openvino'`` to run ``pretrained``,
             an ``.onnx`` from ``tools/deployment/pytorch2onnx.py`` (fp32; bf16 too in
             OpenVINO; ``device`` default 'cpu'), with ``model`` (a name or config) giving
@@ -145,6 +146,7 @@ class ImageClassificationInferencer:
                  compile: bool = False,
                  classes: Prompts = None,
                  templates: Prompts = None,
+                 class_names: Optional[Sequence[str]] = None,
                  backend: Optional[str] = None,
                  **overrides) -> None:
         if isinstance(model, nn.Module) and not hasattr(model, 'cfg'):
@@ -159,10 +161,14 @@ class ImageClassificationInferencer:
         device = device or ('cpu' if exported else _default_device(model))
         check_precision(precision, device)
         zero_shot = is_zero_shot(model)
-        if templates is not None and not zero_shot:
+        if (classes is not None or templates is not None) and not zero_shot:
             name = 'this model' if isinstance(model, nn.Module) else repr(model)
-            raise ZeroShotError(f'templates= needs a zero-shot model (image and text towers); '
-                                f'{name} is a vision-only classifier.')
+            option = 'classes=' if classes is not None else 'templates='
+            raise ZeroShotError(f'{option} chooses what a zero-shot model (image and text '
+                                f'towers) classifies into; {name} is a vision-only '
+                                f'classifier. To name its outputs, pass class_names=; to '
+                                f'classify into new classes, use a zero-shot model '
+                                f'(mmclip.list_models("*zeroshot*")).')
         prompts = dict(classes=classes, templates=templates) if zero_shot else {}
         if exported:
             if prompts and (classes is not None or templates is not None):
@@ -180,14 +186,13 @@ class ImageClassificationInferencer:
                                    **overrides)
         self.device, self.precision = device, precision
         self.weights = _weights_name(self.model, pretrained, backend)
-        self.classes = tuple(classes) if classes is not None and not zero_shot else (
+        self.classes = tuple(class_names) if class_names is not None else (
             getattr(self.model, 'dataset_meta', {}).get('classes'))
         num_classes = getattr(getattr(self.model, 'head', None), 'num_classes', None)
-        if (not zero_shot and classes is not None and num_classes is not None
-                and len(classes) != num_classes):
-            raise ZeroShotError(f'{len(classes)} class names for a model with {num_classes} '
-                                f'classes; to classify into new classes, use a zero-shot '
-                                f'model (mmclip.list_models("*zeroshot*")).')
+        if class_names is not None and num_classes is not None and len(
+                class_names) != num_classes:
+            raise ValueError(f'class_names= has {len(class_names)} names for a model with '
+                             f'{num_classes} classes; give one name per class.')
         self._forward = maybe_compile(self.model, compile)
         self._file_pipeline, self._array_pipeline = build_test_pipeline(self.model.cfg)
 
@@ -260,14 +265,14 @@ _LAST_INFERENCER: Dict[tuple, ImageClassificationInferencer] = {}
 
 
 def _cache_key(model, pretrained, device, precision, compile, classes, templates,
-               backend) -> Optional[tuple]:
+               class_names, backend) -> Optional[tuple]:
     """A key for models named by a string or path; built models and Configs get none."""
     if not isinstance(model, (str, os.PathLike)):
         return None
     if isinstance(pretrained, os.PathLike):
         pretrained = os.fspath(pretrained)
     prompts = tuple(None if p is None else p if isinstance(p, str) else tuple(p)
-                    for p in (classes, templates))
+                    for p in (classes, templates, class_names))
     return os.fspath(model), pretrained, device, precision, compile, prompts, backend
 
 
@@ -281,13 +286,14 @@ def inference_model(model: Union[ModelSpec, nn.Module],
                     compile: bool = False,
                     classes: Prompts = None,
                     templates: Prompts = None,
+                    class_names: Optional[Sequence[str]] = None,
                     backend: Optional[str] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
     """Classify ``images`` with ``model``: one result dict, or a list for a list.
 
     ``model`` is a zoo name, a config path, a Config or a model from ``get_model``.
     For a zero-shot model, ``classes`` (and ``templates``) choose what to classify into:
-    ``pred_class`` is one of ``classes`` and ``pred_scores`` follows their order (see
-    ``ImageClassificationInferencer``).
+    ``pred_class`` is one of ``classes`` and ``pred_scores`` follows their order;
+    ``class_names`` names the outputs of any model (see ``ImageClassificationInferencer``).
     Repeated calls with the same model name or config path (and the same options) reuse
     the model built by the first call instead of building and loading it again. For
     more control, keep an ``ImageClassificationInferencer``. ``backend='onnxruntime'`` or
@@ -303,11 +309,12 @@ def inference_model(model: Union[ModelSpec, nn.Module],
                                  classes=['cat', 'dog', 'rocket'])
     """
     key = _cache_key(model, pretrained, device, precision, compile, classes, templates,
-                     backend)
+                     class_names, backend)
     inferencer = _LAST_INFERENCER.get(key) if key is not None else None
     if inferencer is None:
         inferencer = ImageClassificationInferencer(model, pretrained, device, precision, compile,
-                                                   classes, templates, backend=backend)
+                                                   classes, templates, class_names,
+                                                   backend=backend)
         _LAST_INFERENCER.clear()  # keep at most one model alive
         if key is not None:
             _LAST_INFERENCER[key] = inferencer
