@@ -76,8 +76,9 @@ MULTIMODAL_EXTRA = ['open_clip_torch>=2.24']
 # open_clip runs through transformers.
 SIGLIP_EXTRA = MULTIMODAL_EXTRA + ['transformers>=4.40', 'sentencepiece>=0.2']
 # clip_benchmark, the reference the evaluation suite's numbers are tested against (it
-# pulls transformers, webdataset and pycocoevalcap; mmclip's own suite needs none of them).
-EVALUATION_EXTRA = ['clip-benchmark>=1.6.2', 'scikit-learn>=1.0']
+# pulls transformers, webdataset and pycocoevalcap; mmclip's own suite needs none of them);
+# h5py for PCAM, whose files torchvision reads as HDF5.
+EVALUATION_EXTRA = ['clip-benchmark>=1.6.2', 'scikit-learn>=1.0', 'h5py>=3.0']
 
 setup(
     name='mmclip',

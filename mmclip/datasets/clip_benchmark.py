@@ -4,10 +4,14 @@ For CIFAR, Food-101, Flowers, Pets, ... clip_benchmark (1.6.2) builds torchvisio
 of the local files, with its own splits, class names and prompt templates. Taking all
 four from its ``build_dataset`` (``download=False``) is what makes the numbers comparable
 with open_clip's published table; mmclip only feeds the images through the model's own
-preprocessing. Needs the ``evaluation`` extra (``pip install -e ".[evaluation]"``).
+preprocessing. clip_benchmark reads SVHN only through TensorFlow Datasets (``vtab/svhn``);
+mmclip reads the same 26,032 test images with torchvision's reader (which checks the
+official file's MD5), with clip_benchmark's SVHN class names and templates. Needs the
+``evaluation`` extra (``pip install -e ".[evaluation]"``).
 """
+import json
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -43,6 +47,27 @@ LAYOUTS: Dict[str, Tuple[str, str]] = {
     'svhn': ('test_32x32.mat', 'test_32x32.mat'),
     'voc2007': ('VOCdevkit', 'VOCdevkit/VOC2007/ (JPEGImages, Annotations, ImageSets)'),
 }
+
+
+def _torchvision_svhn(root: str, split: str) -> Any:
+    from torchvision.datasets import SVHN
+    return SVHN(root, split=split, download=False)
+
+
+# Datasets clip_benchmark reads only through TensorFlow Datasets, read here by torchvision.
+TORCHVISION_READERS = {'svhn': _torchvision_svhn}
+
+
+def clip_benchmark_prompts(name: str) -> Tuple[List[str], List[str]]:
+    """clip_benchmark's packaged English class names and templates of ``name``."""
+    import clip_benchmark.datasets as package
+    folder = osp.dirname(package.__file__)
+    with open(osp.join(folder, 'en_classnames.json'), encoding='utf-8') as f:
+        classes = json.load(f)[name]
+    with open(osp.join(folder, 'en_zeroshot_classification_templates.json'),
+              encoding='utf-8') as f:
+        templates = json.load(f)[name]
+    return classes, templates
 
 
 def clip_benchmark_templates(templates: Sequence[str]) -> List[str]:
@@ -91,15 +116,20 @@ class ClipBenchmarkDataset(BaseDataset):
             raise ImportError(f'The {self.name} dataset is read by clip_benchmark: pip install '
                               f'-e ".[evaluation]" ({err}).') from None
         try:
-            self._source = build_dataset(self.name, root=self.data_root, transform=None,
-                                         split=self.split, download=False)
+            if self.name in TORCHVISION_READERS:
+                self._source = TORCHVISION_READERS[self.name](self.data_root, self.split)
+                classes, templates = clip_benchmark_prompts(self.name)
+            else:
+                self._source = build_dataset(self.name, root=self.data_root, transform=None,
+                                             split=self.split, download=False)
+                classes, templates = self._source.classes, self._source.templates
         except (RuntimeError, OSError, ValueError, KeyError, IndexError,
                 AssertionError) as err:
             raise DatasetLayoutError(f"clip_benchmark could not read {self.name} from "
                                      f"'{self.data_root}' ({type(err).__name__}: {err}). "
                                      + self.expected_layout()) from None
-        self._metainfo['classes'] = tuple(self._source.classes)
-        self._metainfo['templates'] = tuple(clip_benchmark_templates(self._source.templates))
+        self._metainfo['classes'] = tuple(classes)
+        self._metainfo['templates'] = tuple(clip_benchmark_templates(templates))
         return [dict(source_index=i) for i in range(len(self._source))]
 
     def prepare_data(self, idx: int) -> dict:

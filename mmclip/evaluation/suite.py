@@ -16,7 +16,7 @@ import os.path as osp
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dataset import pseudo_collate
@@ -287,22 +287,67 @@ def append_result(path: str, record: dict) -> None:
 
 @lru_cache(maxsize=None)
 def published_results() -> dict:
-    """The published numbers shipped with mmclip (``published_results.json``: its
-    ``source`` names the file and commit they were copied from)."""
+    """The published numbers shipped with mmclip (``published_results.json``): per source
+    (timm's results CSVs for the fine-tuned zoo, open_clip's results tables for the
+    towers) the files and commits they were copied from and what they measure; per zoo
+    model its source row and numbers as printed; the zoo models with no published row."""
     with open(osp.join(osp.dirname(osp.abspath(__file__)), 'published_results.json'),
               encoding='utf-8') as f:
         return json.load(f)
 
 
-def published_acc1(model: str, dataset: str) -> Optional[float]:
-    """The published top-1 (a fraction) of zoo model ``model`` on ``dataset``, if shipped."""
-    return published_results()['models'].get(model, {}).get('acc1', {}).get(dataset)
+class Published(NamedTuple):
+    """A published classification number: ``metric`` ('acc1', or 'mean_per_class_recall'
+    where the source reports that), ``value`` (a fraction) and the number of images the
+    source measured it on (None where it does not say)."""
+    metric: str
+    value: float
+    num_images: Optional[int]
+
+
+def published_classification(model: str, dataset: str) -> Optional[Published]:
+    """What the source of zoo model ``model`` publishes for ``dataset``, if anything."""
+    entry = published_results()['models'].get(model)
+    value = entry and entry['classification'].get(dataset)
+    if value is None:
+        return None
+    source = published_results()['sources'][entry['source']]
+    if entry['source'] == 'timm':
+        return Published('acc1', value['acc1'] / source['scale'], None)
+    spec = source['datasets'][dataset]
+    return Published(spec['metric'], value / source['scale'], spec['num_images'])
+
+
+def published_retrieval(model: str, dataset: str) -> Optional[Dict[str, float]]:
+    """The published recalls (``image_retrieval_recall@k`` / ``text_retrieval_recall@k``,
+    fractions) of zoo model ``model`` on ``dataset``, if any."""
+    entry = published_results()['models'].get(model)
+    return (entry or {}).get('retrieval', {}).get(dataset)
+
+
+def _published_cell(record: dict) -> str:
+    """The table's ``published`` cell: the number (and its metric and image count where
+    they differ from this row's) or, for retrieval, the image and text R@1."""
+    def pct(value: float) -> str:
+        return f'{100 * value:.2f}'
+
+    recalls = published_retrieval(record['model'], record['dataset'])
+    if recalls is not None:
+        return (f"image R@1 {pct(recalls['image_retrieval_recall@1'])}, "
+                f"text R@1 {pct(recalls['text_retrieval_recall@1'])}")
+    published = published_classification(record['model'], record['dataset'])
+    if published is None:
+        return '-'
+    notes = ['per-class recall'] if published.metric == 'mean_per_class_recall' else []
+    if published.num_images not in (None, record.get('num_images')):
+        notes.append(f'on {published.num_images} images')
+    return pct(published.value) + (f" ({', '.join(notes)})" if notes else '')
 
 
 def markdown_table(records: Sequence[dict]) -> str:
-    """One row per result line: classification accuracies (beside the published top-1
-    where mmclip ships one for the model) or retrieval recalls, in %."""
-    rows = ['| dataset | images | top-1 | published top-1 | top-5 | mean per-class recall '
+    """One row per result line: classification accuracies or retrieval recalls, in %,
+    beside what the model's source publishes where mmclip ships it."""
+    rows = ['| dataset | images | top-1 | published | top-5 | mean per-class recall '
             '| image R@1/5/10 | text R@1/5/10 |',
             '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |']
 
@@ -314,9 +359,9 @@ def markdown_table(records: Sequence[dict]) -> str:
         image_r = '/'.join(pct(m.get(f'image_retrieval_recall@{k}')) for k in (1, 5, 10))
         text_r = '/'.join(pct(m.get(f'text_retrieval_recall@{k}')) for k in (1, 5, 10))
         retrieval = 'image_retrieval_recall@1' in m
-        published = pct(published_acc1(r['model'], r['dataset']))
         rows.append(f"| {r['dataset']} | {r.get('num_images', '-')} | {pct(m.get('acc1'))} | "
-                    f"{published} | {pct(m.get('acc5'))} | {pct(m.get('mean_per_class_recall'))} | "
+                    f"{_published_cell(r)} | {pct(m.get('acc5'))} | "
+                    f"{pct(m.get('mean_per_class_recall'))} | "
                     f"{image_r if retrieval else '-'} | {text_r if retrieval else '-'} |")
     return '\n'.join(rows)
 
@@ -342,29 +387,36 @@ def check_chart_file(path: str) -> None:
                          'eval_suite; it is not overwritten. Choose another name.')
 
 
-def _headline(record: dict) -> Tuple[str, Optional[float]]:
-    """The number a chart shows for a result line: top-1, or text-to-image recall@1."""
-    metrics = record['metrics']
-    if 'acc1' in metrics:
-        return 'top-1', metrics['acc1']
-    return 'image R@1', metrics.get('image_retrieval_recall@1')
+def _headline(record: dict) -> Tuple[str, Optional[float], Optional[float]]:
+    """What a chart shows for a result line: its name, the measured and the published
+    number (the source's metric: top-1, or mean per-class recall where it reports that;
+    for retrieval, image R@1)."""
+    metrics, model, dataset = record['metrics'], record['model'], record['dataset']
+    if 'acc1' not in metrics:
+        recalls = published_retrieval(model, dataset) or {}
+        return ('image R@1', metrics.get('image_retrieval_recall@1'),
+                recalls.get('image_retrieval_recall@1'))
+    published = published_classification(model, dataset)
+    if published is None or published.metric == 'acc1':
+        return 'top-1', metrics['acc1'], published and published.value
+    return 'per-class recall', metrics.get(published.metric), published.value
 
 
 def write_chart(records: Sequence[dict], path: str, title: str) -> None:
-    """A bar per dataset, measured (top-1, or image R@1 for retrieval) beside the
-    published top-1 where mmclip ships one; written whole or not at all."""
+    """A bar per dataset, measured (``_headline``) beside published where mmclip ships a
+    number; written whole or not at all."""
     from matplotlib.figure import Figure  # no pyplot: no global backend is touched
 
     from mmclip.utils.atomic_file import atomic_write
     names = [r['dataset'] for r in records]
     measured = [100 * (_headline(r)[1] or 0) for r in records]
-    published = [100 * (published_acc1(r['model'], r['dataset']) or 0) for r in records]
+    published = [100 * (_headline(r)[2] or 0) for r in records]
     fig = Figure(figsize=(max(6.0, 0.9 * len(records) + 2), 4.5), dpi=100)
     ax = fig.subplots()
     x = list(range(len(records)))
     ax.bar([i - 0.2 for i in x], measured, width=0.4, label='measured')
     if any(published):
-        ax.bar([i + 0.2 for i in x], published, width=0.4, label='published top-1')
+        ax.bar([i + 0.2 for i in x], published, width=0.4, label='published')
     ax.set_xticks(x, [f'{n}\n({_headline(r)[0]})' for n, r in zip(names, records)],
                   rotation=30, ha='right', fontsize=8)
     ax.set_ylabel('%')
