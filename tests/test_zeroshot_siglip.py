@@ -13,6 +13,7 @@
 - The prompts are tokenized by a word-hash tokenizer written here, the same ids for both
   sides (the Hugging Face tokenizers are tested in test_zeroshot_tokenizers.py).
 """
+import importlib.util
 import math
 import zlib
 
@@ -90,6 +91,30 @@ def arch(width: int, mlp_ratio: float) -> dict:
                 feedforward_channels=int(width * mlp_ratio))
 
 
+def reduced_model(name: str, sizes: dict, **prompts):
+    """The zoo entry ``name`` at the ``reduced`` sizes (random weights)."""
+    width = sizes['width']
+    return mmclip.get_model(
+        name, **prompts, backbone=dict(arch=arch(width, sizes['vision_mlp'])),
+        text_backbone=dict(arch=arch(width, sizes['text_cfg'].get('mlp_ratio', 4.0)),
+                           out_channels=width, vocab_size=VOCAB),
+        head=dict(in_channels=width, out_channels=width))
+
+
+def reduced_pair(name: str, reduced_timm):
+    """open_clip's reduced tower (random, seed 0) and mmclip's, loaded from its file
+    strictly, with the word-hash tokenizer on both sides."""
+    sizes = reduced(name)
+    reduced_timm.update(width=sizes['width'], depth=sizes['depth'])
+    torch.manual_seed(0)
+    oc = open_clip.create_model(open_clip_source(name)[0], embed_dim=sizes['width'],
+                                text_cfg=sizes['text_cfg']).eval()
+    assert len(oc.visual.trunk.blocks) == 2 and oc.visual.trunk.embed_dim == sizes['width']
+    model = reduced_model(name, sizes, classes=CLASSES, templates=TEMPLATES)
+    model.tokenizer = WordHashTokenizer(sizes['text_cfg']['context_length'])
+    return oc, model, sizes
+
+
 @pytest.fixture
 def reduced_timm(monkeypatch):
     """timm.create_model with the depth / width set into the returned dict, and HEADS heads
@@ -160,15 +185,8 @@ def test_siglip_zoo_families():
 # ---- reduced-size parity ---------------------------------------------------------------------
 @pytest.mark.parametrize('name', PARITY)
 def test_reduced_siglip_equals_open_clip(name, reduced_timm, images_dir, tmp_path, torch_home):
-    sizes = reduced(name)
-    reduced_timm.update(width=sizes['width'], depth=sizes['depth'])
-    oc_name, _ = open_clip_source(name)
-    torch.manual_seed(0)
-    oc = open_clip.create_model(oc_name, embed_dim=sizes['width'],
-                                text_cfg=sizes['text_cfg']).eval()
-    assert len(oc.visual.trunk.blocks) == 2 and oc.visual.trunk.embed_dim == sizes['width']
-    text_cfg = sizes['text_cfg']
-    tokenizer = WordHashTokenizer(text_cfg['context_length'])
+    oc, model, sizes = reduced_pair(name, reduced_timm)
+    tokenizer = model.tokenizer
     files = [f for f in photos(images_dir) if f.stem in PARITY_PHOTOS]
     preprocess = open_clip_preprocess(name)
     batch = torch.stack([preprocess(open_image(f)) for f in files])
@@ -181,16 +199,9 @@ def test_reduced_siglip_equals_open_clip(name, reduced_timm, images_dir, tmp_pat
         oc.logit_scale.fill_(math.log(100.0))
         oc.logit_bias.fill_(-100.0 * float(cosine.median()))
     path = save_state_dict(oc, tmp_path / 'open_clip_model.safetensors')
-    model = mmclip.get_model(
-        name, classes=CLASSES, templates=TEMPLATES,
-        backbone=dict(arch=arch(sizes['width'], sizes['vision_mlp'])),
-        text_backbone=dict(arch=arch(sizes['width'], text_cfg.get('mlp_ratio', 4.0)),
-                           out_channels=sizes['width'], vocab_size=VOCAB),
-        head=dict(in_channels=sizes['width'], out_channels=sizes['width']))
-    model.tokenizer = tokenizer
     load_checkpoint(model, str(path))  # strict
     converted = convert_open_clip_state_dict(oc.state_dict())
-    assert set(converted) == set(model.state_dict()) - set(model.optional_state_keys)
+    assert set(converted) == set(model.state_dict()) - set(model.derived_state_keys)
 
     texts = [t.format(c) for c in CLASSES for t in TEMPLATES]
     with torch.no_grad():
@@ -214,13 +225,7 @@ def test_reduced_siglip_equals_open_clip(name, reduced_timm, images_dir, tmp_pat
 def test_siglip_text_tower_reads_every_position(reduced_timm):
     """Bidirectional attention: unlike CLIP's, the embedding depends on the padding after
     end-of-text, so nothing may be cut."""
-    name = PARITY[0]
-    sizes = reduced(name)
-    model = mmclip.get_model(
-        name, text_backbone=dict(arch=arch(sizes['width'], 4.0), out_channels=sizes['width'],
-                                 vocab_size=VOCAB),
-        backbone=dict(arch=arch(sizes['width'], 4.0)),
-        head=dict(in_channels=sizes['width'], out_channels=sizes['width']))
+    model = reduced_model(PARITY[0], reduced(PARITY[0]))
     tokens = WordHashTokenizer(64)(['a photo of a cat'])
     noisy = tokens.clone()
     noisy[0, 10:20] = 7
@@ -235,11 +240,7 @@ def test_reduced_siglip_flops_equal_open_clips(name, reduced_timm):
     oc_name, _ = open_clip_source(name)
     oc = open_clip.create_model(oc_name, embed_dim=sizes['width'],
                                 text_cfg=sizes['text_cfg']).eval()
-    model = mmclip.get_model(
-        name, backbone=dict(arch=arch(sizes['width'], sizes['vision_mlp'])),
-        text_backbone=dict(arch=arch(sizes['width'], sizes['text_cfg'].get('mlp_ratio', 4.0)),
-                           out_channels=sizes['width'], vocab_size=VOCAB),
-        head=dict(in_channels=sizes['width'], out_channels=sizes['width']))
+    model = reduced_model(name, sizes)
     size = model.backbone.img_size
     flops = image_flops(ImageEmbedding(model), size)
     assert flops > 0 and flops == image_flops(oc.visual, size)
@@ -253,14 +254,7 @@ def test_reduced_siglip_image_tower_exports_to_onnx(reduced_timm, images_dir, tm
     pytest.importorskip('onnxscript')
     from mmclip.deployment import export_onnx
     from mmclip.deployment.onnx_export import verify_onnx
-    name = PARITY[0]
-    sizes = reduced(name)
-    model = mmclip.get_model(
-        name, classes=CLASSES, templates=TEMPLATES,
-        backbone=dict(arch=arch(sizes['width'], sizes['vision_mlp'])),
-        text_backbone=dict(arch=arch(sizes['width'], 4.0), out_channels=sizes['width'],
-                           vocab_size=VOCAB),
-        head=dict(in_channels=sizes['width'], out_channels=sizes['width']))
+    model = reduced_model(PARITY[0], reduced(PARITY[0]), classes=CLASSES, templates=TEMPLATES)
     model.tokenizer = WordHashTokenizer(64)
     model.build_head()
     onnx_file = export_onnx(model, tmp_path / 'siglip.onnx')
@@ -290,3 +284,51 @@ def test_reduced_siglip_image_tower_exports_to_onnx(reduced_timm, images_dir, tm
         assert (got - expected).abs().max() <= 1e-4, backend
         predicted = exported(inputs, [None] * len(files), mode='predict')
         assert torch.allclose(torch.stack([p.pred_score for p in predicted]), got)
+
+
+# ---- the evaluation suite ------------------------------------------------------------------
+@pytest.mark.skipif(importlib.util.find_spec('clip_benchmark') is None,
+                    reason='clip-benchmark is not installed (pip install -e ".[evaluation]")')
+@pytest.mark.filterwarnings('ignore:y_pred contains classes not in y_true')
+def test_siglip_tower_in_the_suite_equals_clip_benchmark(reduced_timm, tmp_path, torch_home,
+                                                         monkeypatch):
+    """A SigLIP tower's zero-shot classification (MNIST's layout, its class names and
+    templates) and retrieval (Flickr30k's) numbers equal clip_benchmark's on open_clip's
+    tower: the sigmoid and its bias change no ranking."""
+    from clip_benchmark.datasets.builder import build_dataset, image_captions_collate_fn
+    from clip_benchmark.datasets.flickr import Flickr
+    from clip_benchmark.metrics import zeroshot_classification, zeroshot_retrieval
+    from suite_layouts import make_zeroshot_sets
+    from test_eval_suite import _flickr_root, _numpy2_safe
+
+    from mmclip.evaluation import suite as S
+    name = PARITY[0]
+    oc, model, _ = reduced_pair(name, reduced_timm)
+    load_checkpoint(model, str(save_state_dict(oc, tmp_path / 'open_clip_model.safetensors')))
+    preprocess = open_clip_preprocess(name)
+    pipeline = model.cfg.test_dataloader.dataset.pipeline
+    make_zeroshot_sets(tmp_path / 'data')
+    _numpy2_safe(zeroshot_classification, monkeypatch)
+    theirs = build_dataset('mnist', root=str(tmp_path / 'data' / 'mnist'), transform=preprocess,
+                           split='test', download=False)
+    expected = zeroshot_classification.evaluate(
+        oc, torch.utils.data.DataLoader(theirs, batch_size=4), model.tokenizer, theirs.classes,
+        theirs.templates, 'cpu', amp=False)
+    spec = S.SUITE_DATASETS['mnist']
+    ours = S.build_dataset(spec, str(tmp_path / 'data' / 'mnist'), pipeline)
+    got = S.evaluate(model, spec, ours, batch_size=4)
+    assert list(got) == list(expected)
+    for key in got:
+        assert got[key] == expected[key] or (np.isnan(got[key]) and np.isnan(expected[key]))
+
+    spec = S.SUITE_DATASETS['flickr30k']
+    root = _flickr_root(tmp_path / 'flickr30k')  # 12 images: every recall@k defined
+    ours = S.build_dataset(spec, str(root), pipeline)
+    theirs = Flickr(str(root), str(root / 'flickr30k_test_karpathy.txt'), transform=preprocess)
+    expected = zeroshot_retrieval.evaluate(
+        oc, torch.utils.data.DataLoader(theirs, batch_size=2,
+                                        collate_fn=image_captions_collate_fn),
+        model.tokenizer, 'cpu', amp=False, recall_k_list=[1, 5, 10])
+    got = S.evaluate(model, spec, ours, batch_size=2)
+    assert got == expected
+    assert 0 < got['image_retrieval_recall@1'] < got['image_retrieval_recall@10'] < 1
