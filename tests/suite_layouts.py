@@ -161,13 +161,18 @@ def _pets(folder: Path) -> int:
     return len(lines)
 
 
+def _first_classes(root: Path, filled: list, seed: int) -> int:
+    """An ImageFolder's class folders, only the first ones in sorted order filled (one image
+    per entry of ``filled``), so that its labels are those of clip_benchmark's class names
+    (a folder left empty would be an error there); returns the number of images."""
+    _class_folders(root, filled, filled, seed)
+    return len(filled)
+
+
 def _eurosat(folder: Path) -> int:
     """eurosat/2750/<class>/*.jpg, read whole by an ImageFolder."""
-    # The first class folders in sorted order, so that the ImageFolder's labels are those
-    # of clip_benchmark's class names (a folder left empty would be an error there).
-    filled = ['AnnualCrop', 'AnnualCrop', 'Forest', 'HerbaceousVegetation']
-    _class_folders(folder / 'eurosat' / '2750', filled, filled, 1020)
-    return len(filled)
+    return _first_classes(folder / 'eurosat' / '2750',
+                          ['AnnualCrop', 'AnnualCrop', 'Forest', 'HerbaceousVegetation'], 1020)
 
 
 def _gtsrb(folder: Path) -> int:
@@ -217,10 +222,7 @@ def _cars(folder: Path) -> int:
 
 def _country211(folder: Path) -> int:
     """country211/test/<ISO country code>/*.jpg, read by an ImageFolder."""
-    # The first codes in sorted order: the ImageFolder's labels are the class names'.
-    filled = ['AD', 'AE', 'AE', 'AF']
-    _class_folders(folder / 'country211' / 'test', filled, filled, 1060)
-    return len(filled)
+    return _first_classes(folder / 'country211' / 'test', ['AD', 'AE', 'AE', 'AF'], 1060)
 
 
 def _sun397(folder: Path) -> int:
@@ -249,9 +251,7 @@ def _caltech101(folder: Path) -> int:
 
 def _fer2013(folder: Path) -> int:
     """test/<emotion>/*.jpg (the Kaggle archive), read by an ImageFolder."""
-    filled = ['angry', 'disgust', 'fear', 'fear']  # the first emotions in sorted order
-    _class_folders(folder / 'test', filled, filled, 1110)
-    return len(filled)
+    return _first_classes(folder / 'test', ['angry', 'disgust', 'fear', 'fear'], 1110)
 
 
 def _voc2007(folder: Path) -> int:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import mmclip
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location('fma_peak',
                                               ROOT / 'tools/analysis_tools/fma_peak.py')
@@ -53,6 +55,24 @@ def test_multiply_adds_of_a_linear_layer():
             return self.fc(x.flatten(1))
 
     assert fma_peak.multiply_adds(Flat(), 4) == 3 * 4 * 4 * 5
+
+
+def test_multiply_adds_count_attention():
+    """Both products of scaled_dot_product_attention (mmengine's counter skips the op), and
+    the ViT-B graphs' totals as timm's and mmclip's (class-token last block) are known."""
+    class Attend(torch.nn.Module):
+        def forward(self, x):  # x [1, 3, 4, 4] -> q, k, v [1, heads 3, tokens 4, dims 4]
+            q = x.reshape(1, 3, 4, 4)
+            return torch.nn.functional.scaled_dot_product_attention(q, q * 2, q[..., :2])
+
+    assert fma_peak.multiply_adds(Attend(), 4) == 3 * 4 * 4 * (4 + 2)
+    timm = pytest.importorskip('timm')
+    vit = timm.create_model('vit_base_patch32_clip_224', pretrained=False)
+    tokens, width, depth = 50, 768, 12
+    attention = depth * 2 * tokens * tokens * width
+    assert fma_peak.multiply_adds(vit, 224) - attention == pytest.approx(4.368e9, rel=1e-3)
+    ours = mmclip.get_model(str(ROOT / 'configs/clip/vit-base-p32_pt-64xb64_in1k.py'))
+    assert fma_peak.multiply_adds(ours, 224) == pytest.approx(4.121e9, rel=1e-3)
 
 
 @pytest.mark.skipif(shutil.which('cc') is None and shutil.which('gcc') is None,

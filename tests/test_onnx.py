@@ -485,11 +485,31 @@ def test_openvino_backend_rejects_what_it_cannot_run(tiny, capsys):
     for argv, expected in (([str(checkpoint), '--backend', 'openvino'], 'runs an exported .onnx'),
                            ([str(onnx_file), '--backend', 'openvino', '--precision', 'fp16'],
                             'runs an .onnx in fp32 or bf16'),
-                           ([str(onnx_file), '--precision', 'bf16'],
-                            '--backend onnxruntime runs an .onnx in fp32')):
+                           ([str(onnx_file), '--backend', 'onnxruntime', '--precision',
+                             'bf16'], '--backend onnxruntime runs an .onnx in fp32')):
         with pytest.raises(SystemExit):
             tool.parse_args([str(config), *argv])
         assert expected in capsys.readouterr().err
+
+
+def test_an_onnx_runs_in_openvino_on_the_cpu_where_installed(tiny, monkeypatch):
+    """The default runtime of an .onnx: OpenVINO on the CPU where its extra is installed
+    (measured fastest, docs/benchmarks.md), else ONNX Runtime, and ONNX Runtime on CUDA."""
+    from mmclip.apis.backends import choose_backend, default_backend
+    from mmclip.deployment import EXPORTED_BACKENDS, MissingExtraError
+    _, checkpoint, onnx_file, _ = tiny
+    assert default_backend(str(checkpoint)) == 'torch'
+    assert default_backend(str(onnx_file), 'cuda:0') == 'onnxruntime'
+    expected = 'openvino' if HAVE_OPENVINO else 'onnxruntime'
+    assert default_backend(str(onnx_file)) == default_backend(str(onnx_file), 'cpu') == expected
+    assert choose_backend(str(onnx_file), precision='bf16' if HAVE_OPENVINO else 'fp32') == \
+        expected
+
+    def missing():
+        raise MissingExtraError('openvino is not installed')
+
+    monkeypatch.setattr(EXPORTED_BACKENDS['openvino'], 'require', missing)
+    assert default_backend(str(onnx_file), 'cpu') == 'onnxruntime'
 
 
 def _load_test_tool():

@@ -183,7 +183,8 @@ def test_onnxruntime_backend_gives_the_torch_records(setup, reference, tmp_path)
                             tmp_path / 'tiny.onnx')
     out = tmp_path / 'ort.jsonl'
     cmd = [sys.executable, str(PREDICT), str(folder), '--model', str(config), '--checkpoint',
-           str(onnx_file), '--out', str(out), '--topk', '3', '--num-workers', '0']
+           str(onnx_file), '--backend', 'onnxruntime', '--out', str(out), '--topk', '3',
+           '--num-workers', '0']
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_records(reference, out)

@@ -172,6 +172,7 @@ def test_python_api_raises_the_same_messages():
 
 TOOLS = ['tools/test.py', 'tools/train.py', 'demo/image_demo.py', CONVERTER, GET_FLOPS,
          'tools/analysis_tools/benchmark.py', 'tools/analysis_tools/make_jpeg_folder.py',
+         'tools/analysis_tools/openvino_gemm.py',
          'tools/predict.py', 'tools/deployment/pytorch2onnx.py', 'tools/wise_ft.py',
          'tools/model_converters/zeroshot_to_classifier.py']
 

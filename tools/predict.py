@@ -55,6 +55,7 @@ from mmclip.cli.launch import (
     HelpFormatter,
     add_debug_option,
     debug_requested,
+    default_device,
     exit_code_of,
     exit_process,
 )
@@ -86,7 +87,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'of prompts, one per line, whose text embeddings are written too')
     parser.add_argument('--topk', type=int, default=5, help='classes per image')
     parser.add_argument('--backend', choices=BACKENDS,
-                        help='default: onnxruntime for an .onnx checkpoint, else torch')
+                        help='default: for an .onnx checkpoint openvino on the CPU where '
+                        'installed, else onnxruntime; torch otherwise')
     parser.add_argument('--batch-size', type=int, default=32, help='images per forward pass')
     parser.add_argument('--num-workers', type=int, default=default_num_workers(),
                         help='DataLoader workers decoding images (default: %(default)s)')
@@ -99,7 +101,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.backend = choose_backend(args.checkpoint, args.backend, args.precision,
-                                      spelling=CLI._replace(weights='--checkpoint'))
+                                      spelling=CLI._replace(weights='--checkpoint'),
+                                      device=args.device or default_device())
     except ValueError as err:
         parser.error(str(err))
     if (args.out is None) == (args.embeddings is None):

@@ -63,8 +63,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='checkpoint file path or http(s) URL, or an exported .onnx '
                         "(default, after a zoo name: the model's published weights)")
     parser.add_argument('--backend', choices=BACKENDS,
-                        help='the runtime: torch, or for an .onnx CHECKPOINT onnxruntime '
-                        '(its default) or openvino')
+                        help='the runtime: torch, or for an .onnx CHECKPOINT openvino (its '
+                        'default on the CPU where installed) or onnxruntime')
     parser.add_argument('--data-root', help='dataset folder (sets test_dataloader.dataset.'
                         "data_root; default: the config's)")
     parser.add_argument('--work-dir', help='where logs go (default: the config\'s work_dir, '
@@ -88,7 +88,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      '--launcher')
     try:
         args.backend = choose_backend(args.checkpoint, args.backend, args.precision,
-                                      args.compile, CLI)
+                                      args.compile, CLI, device=default_device())
     except ValueError as err:
         parser.error(str(err))
     args.precision = chosen_precision(args, default_device())

@@ -1,9 +1,11 @@
 """Which runtime runs a model's weights: decided here once, for the inferencer,
 ``inference_model``, ``tools/test.py`` and ``tools/predict.py``.
 
-An ``.onnx`` from ``tools/deployment/pytorch2onnx.py`` runs in ONNX Runtime (the default
-for that suffix) or OpenVINO; anything else (a checkpoint, a URL, the zoo weights) in
-torch.
+An ``.onnx`` from ``tools/deployment/pytorch2onnx.py`` runs in OpenVINO or ONNX Runtime;
+anything else (a checkpoint, a URL, the zoo weights) in torch. By default an ``.onnx`` on
+the CPU runs in OpenVINO where its extra is installed: it was the fastest exact path on
+every CPU measured (docs/benchmarks.md, "Distance to the CPU's limit"); ONNX Runtime
+otherwise, and on CUDA (OpenVINO's CPU plugin is the one mmclip uses).
 """
 import os
 from typing import NamedTuple, Optional
@@ -29,11 +31,27 @@ def is_exported(weights) -> bool:
     return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith('.onnx')
 
 
+def default_backend(weights, device: Optional[str] = None) -> str:
+    """'torch' for torch weights; for an ``.onnx``, 'openvino' on the CPU (``device`` None
+    or 'cpu') where the ``openvino`` extra is installed, else 'onnxruntime'."""
+    if not is_exported(weights):
+        return 'torch'
+    if device is None or str(device).split(':')[0] == 'cpu':
+        from mmclip.deployment import EXPORTED_BACKENDS
+        try:
+            EXPORTED_BACKENDS['openvino'].require()
+            return 'openvino'
+        except ImportError:
+            pass
+    return 'onnxruntime'
+
+
 def choose_backend(weights, backend: Optional[str] = None, precision: str = 'fp32',
-                   compile: bool = False, spelling: Spelling = API) -> str:
-    """The runtime for ``weights``: ``backend``, or by default 'onnxruntime' for an
-    ``.onnx`` and 'torch' otherwise; checked against the weights, the precision, compile
-    and the installed extras.
+                   compile: bool = False, spelling: Spelling = API,
+                   device: Optional[str] = None) -> str:
+    """The runtime for ``weights`` on ``device`` (None: the CPU for an ``.onnx``):
+    ``backend``, or by default ``default_backend``; checked against the weights, the
+    precision, compile and the installed extras.
 
     Raises:
         ValueError: a backend that cannot run these weights in this precision, or one
@@ -44,7 +62,7 @@ def choose_backend(weights, backend: Optional[str] = None, precision: str = 'fp3
         option = spelling.backend.partition('=')[0].partition(' ')[0]
         raise ValueError(f'{option} must be one of {BACKENDS}; got {backend!r}.')
     exported = is_exported(weights)
-    backend = backend or ('onnxruntime' if exported else 'torch')
+    backend = backend or default_backend(weights, device)
     named = spelling.backend.format(backend)
     if backend == 'torch':
         if exported:

@@ -127,7 +127,8 @@ class ImageClassificationInferencer:
         backend: ``'torch'``, or ``'onnxruntime'`` / ``'openvino'`` to run ``pretrained``,
             an ``.onnx`` from ``tools/deployment/pytorch2onnx.py`` (fp32; bf16 too in
             OpenVINO; ``device`` default 'cpu'), with ``model`` (a name or config) giving
-            the test pipeline. Default: 'onnxruntime' for an ``.onnx``, else 'torch'
+            the test pipeline. Default: for an ``.onnx`` on the CPU 'openvino' where its
+            extra is installed, else 'onnxruntime'; 'torch' otherwise
             (``mmclip.apis.backends.choose_backend`` decides, for every tool too).
         **overrides: model-config overrides passed to ``get_model``.
 
@@ -156,7 +157,7 @@ class ImageClassificationInferencer:
             raise ValueError(f"backend={backend!r} takes a zoo name or a config (for the test "
                              "pipeline), not a built torch model.")
         backend = choose_backend(None if isinstance(model, nn.Module) else pretrained,
-                                 backend, precision, compile)
+                                 backend, precision, compile, device=device)
         exported = backend != 'torch'
         device = device or ('cpu' if exported else _default_device(model))
         check_precision(precision, device)

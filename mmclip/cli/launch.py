@@ -83,6 +83,16 @@ class HelpFormatter(argparse.HelpFormatter):
         return f'{text} (default: %(default)s)'
 
 
+def load_script(path: str, name: str) -> Any:
+    """A script of tools/ as a module named ``name`` (tools/ is no package, and its scripts
+    are not on ``sys.path`` when a test loads one of them)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 

@@ -38,7 +38,6 @@ first predicted batch. Needs ``--checkpoint`` and an ImageNet-layout ``--data`` 
 without it the weights are random, which does not change the speed.
 """
 import argparse
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -72,6 +71,7 @@ from mmclip.cli.launch import (
     debug_requested,
     default_device,
     exit_code_of,
+    load_script,
     merge_cfg_options,
 )
 from mmclip.cli.outputs import check_output_file
@@ -85,17 +85,7 @@ from mmclip.utils import (
 )
 from mmclip.utils.cpu import default_num_workers
 
-
-def load_script(path: Path, name: str):
-    """A script of tools/ as a module (tools/ is no package, and a test may load this
-    script the same way, so its siblings are not on ``sys.path``)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fma_peak = load_script(Path(__file__).with_name('fma_peak.py'), 'mmclip_fma_peak')
+fma_peak = load_script(str(Path(__file__).with_name('fma_peak.py')), 'mmclip_fma_peak')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # The timm CLIP ViTs with ImageNet-1k fine-tunes: (width, patch) -> (name stem, sizes).
 TIMM_CLIP = {(768, 16): ('vit_base_patch16_clip', (224, 384)),
@@ -453,7 +443,7 @@ class FirstBatchTimer(Hook):
 
 def import_test_tool():
     """``tools/test.py`` as a module (its imports run; its ``main`` does not)."""
-    return load_script(Path(__file__).resolve().parents[1] / 'test.py', 'mmclip_tools_test')
+    return load_script(str(Path(__file__).resolve().parents[1] / 'test.py'), 'mmclip_tools_test')
 
 
 def startup_child(args: argparse.Namespace) -> dict:
