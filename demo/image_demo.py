@@ -19,7 +19,7 @@ import numpy as np
 
 from mmclip import ImageClassificationInferencer
 from mmclip.cli.launch import (
-    HelpFormatter,
+    ArgumentParser,
     add_debug_option,
     add_precision_options,
     chosen_precision,
@@ -32,8 +32,7 @@ from mmclip.models.utils.zero_shot import ZeroShotError
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Classify an image with an mmclip model.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Classify an image with an mmclip model.')
     parser.add_argument('img', nargs='+', help='image file(s)')
     parser.add_argument('model', help='model-zoo name or config file')
     parser.add_argument('--pretrained', help='checkpoint path or URL (default: the zoo '

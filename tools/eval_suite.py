@@ -32,7 +32,7 @@ from mmclip.apis.model_zoo import is_zero_shot, resolve_config
 from mmclip.cli.launch import (
     DEFAULT_DIST_TIMEOUT_S,
     LAUNCHERS,
-    HelpFormatter,
+    ArgumentParser,
     add_debug_option,
     debug_requested,
     exit_code_of,
@@ -45,8 +45,7 @@ from mmclip.evaluation import suite as S
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('model', help='model-zoo name or config file')
     parser.add_argument('checkpoint', nargs='?',
                         help="checkpoint path or URL (default, after a zoo name: its weights)")

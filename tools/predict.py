@@ -52,7 +52,7 @@ from mmclip.cli.batch_prediction import (
     preprocessed,
 )
 from mmclip.cli.launch import (
-    HelpFormatter,
+    ArgumentParser,
     add_debug_option,
     debug_requested,
     default_device,
@@ -73,8 +73,7 @@ from mmclip.utils.cpu import default_num_workers, usable_cores
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Classify many images into one file.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Classify many images into one file.')
     parser.add_argument('inputs', nargs='+', metavar='INPUT',
                         help='image folders (recursive), globs, list files or images')
     parser.add_argument('--model', required=True, help='model-zoo name or config file')

@@ -34,7 +34,7 @@ from mmclip.apis.backends import BACKENDS, CLI, choose_backend, is_exported
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.cli.launch import (
-    HelpFormatter,
+    ArgumentParser,
     add_cfg_options,
     add_debug_option,
     add_launch_options,
@@ -56,8 +56,7 @@ from mmclip.utils import maybe_compile
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Evaluate a checkpoint with an mmclip config.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Evaluate a checkpoint with an mmclip config.')
     parser.add_argument('config', help='config file path, or a model-zoo name')
     parser.add_argument('checkpoint', nargs='?',
                         help='checkpoint file path or http(s) URL, or an exported .onnx '

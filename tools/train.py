@@ -27,7 +27,7 @@ import mmclip  # noqa: F401  (mmclip's registries and default scope)
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint.download import is_url
 from mmclip.cli.launch import (
-    HelpFormatter,
+    ArgumentParser,
     add_cfg_options,
     add_debug_option,
     add_launch_options,
@@ -48,8 +48,7 @@ from mmclip.registry import RUNNERS
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a classifier from an mmclip config.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Train a classifier from an mmclip config.')
     parser.add_argument('config', help='config file path, or a model-zoo name')
     parser.add_argument('--data-root', help='dataset folder for the train, val and test '
                         "datasets (their data_root; default: the config's)")

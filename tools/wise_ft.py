@@ -44,7 +44,7 @@ import torch
 
 import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint.loader import load_state_dict_from_source
-from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.cli.launch import ArgumentParser, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import check_work_dir
 from mmclip.models.classifiers import FLYPClassifier
 from mmclip.utils.atomic_file import atomic_write
@@ -60,8 +60,7 @@ StateDict = Dict[str, torch.Tensor]
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='WiSE-FT weight-space ensembles.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='WiSE-FT weight-space ensembles.')
     parser.add_argument('zero_shot', help='the zero-shot classifier checkpoint (path or URL)')
     parser.add_argument('fine_tuned', help='the fine-tuned checkpoint of the same model')
     parser.add_argument('--out', required=True, help='output folder (created if missing)')

@@ -3,7 +3,7 @@
 - One error path: ``exit_code_of`` turns a user error (``USER_ERRORS``: a bad argument,
   file, image, dataset or checkpoint) into one ``ERROR`` line and exit code 1; ``--debug``
   or ``MMCLIP_DEBUG=1`` shows the traceback instead.
-- One help style (``HelpFormatter``: every option shows its default) and one meaning of
+- One help style (``ArgumentParser``: every option shows its default) and one meaning of
   ``--amp`` / ``--precision`` (``add_precision_options``, ``chosen_precision``).
 - The options tools/train.py and tools/test.py share (``apply_common_args``:
   ``--cfg-options``, ``--work-dir``, ``--data-root``, worker count capped at the machine's
@@ -67,20 +67,28 @@ USER_ERRORS = (ImageReadError, DatasetLayoutError, CheckpointDownloadError, Chec
                FileNotFoundError, IsADirectoryError, NotADirectoryError, ImportError)
 
 
-class HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default (``off`` for a switch, ``not set`` for
-    an option without one), unless the text already says it."""
+def help_with_default(action: argparse.Action) -> Optional[str]:
+    """``action``'s help ending with its default (``off`` for a switch, ``not set`` for an
+    option without one), unless the text already says it or it is a positional."""
+    text = action.help or ''
+    if ('default' in text or not action.option_strings
+            or argparse.SUPPRESS in (action.help, action.default)):
+        return action.help
+    if action.default is False:
+        return f'{text} (default: off)'
+    if action.default is None:
+        return f'{text} (default: not set)'
+    return f'{text} (default: %(default)s)'
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ''
-        if ('default' in text or not action.option_strings
-                or argparse.SUPPRESS in (action.help, action.default)):
-            return text
-        if action.default is False:
-            return f'{text} (default: off)'
-        if action.default is None:
-            return f'{text} (default: not set)'
-        return f'{text} (default: %(default)s)'
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The tools' parser: every option's help ends with its default (``help_with_default``;
+    options of a group call it themselves)."""
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        action.help = help_with_default(action)
+        return action
 
 
 def load_script(path: str, name: str) -> Any:
@@ -125,14 +133,17 @@ def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:
 def add_precision_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
     """``--amp`` and ``--precision`` (exclusive), with one meaning in every tool."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument('--amp', action='store_true',
-                       help='mixed precision: bf16 autocast on the CPU, fp16 autocast on CUDA '
-                       '(fp16 with loss scaling when training)')
-    group.add_argument('--precision', choices=PRECISIONS, nargs='+' if several else None,
-                       default=['fp32'] if several else 'fp32',
-                       help='autocast precision of the forward pass' + (
-                           ' (one or more)' if several else '') +
-                       '; bf16 on CPU or CUDA, fp16 on CUDA only')
+    actions = [
+        group.add_argument('--amp', action='store_true',
+                           help='mixed precision: bf16 autocast on the CPU, fp16 autocast on '
+                           'CUDA (fp16 with loss scaling when training)'),
+        group.add_argument('--precision', choices=PRECISIONS, nargs='+' if several else None,
+                           default=['fp32'] if several else 'fp32',
+                           help='autocast precision of the forward pass' + (
+                               ' (one or more)' if several else '') +
+                           '; bf16 on CPU or CUDA, fp16 on CUDA only')]
+    for action in actions:
+        action.help = help_with_default(action)
 
 
 def chosen_precision(args: Namespace, device: str) -> str:

@@ -63,7 +63,7 @@ from mmclip.apis.model_zoo import resolve_config
 from mmclip.checkpoint import load_checkpoint
 from mmclip.checkpoint.convert import rename_key
 from mmclip.cli.launch import (
-    HelpFormatter,
+    ArgumentParser,
     add_cfg_options,
     add_debug_option,
     add_precision_options,
@@ -96,9 +96,8 @@ TIMERS = {'wall': time.perf_counter, 'cpu': time.process_time}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Model-only, end-to-end and start-up speed of a config.',
-        formatter_class=HelpFormatter)
+    parser = ArgumentParser(
+        description='Model-only, end-to-end and start-up speed of a config.')
     parser.add_argument('config', help='config file path, or a model-zoo name')
     parser.add_argument('--checkpoint', help='weights to load (path or URL; default: random '
                         'weights, which run at the same speed)')

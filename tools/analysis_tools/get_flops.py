@@ -15,7 +15,7 @@ from mmengine.analysis import get_model_complexity_info
 from mmclip import get_model
 from mmclip.apis.model_zoo import resolve_config
 from mmclip.cli.launch import (
-    HelpFormatter,
+    ArgumentParser,
     add_cfg_options,
     add_debug_option,
     debug_requested,
@@ -25,8 +25,7 @@ from mmclip.cli.launch import (
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Count Params and FLOPs of a model config.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Count Params and FLOPs of a model config.')
     parser.add_argument('config', help='config file path, or a model-zoo name')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input height and width, multiples of the patch size '

@@ -25,14 +25,13 @@ from typing import List, Optional, Sequence
 from mmengine.utils import ProgressBar
 from PIL import Image
 
-from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.cli.launch import ArgumentParser, add_debug_option, debug_requested, exit_code_of
 
 SOURCE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Make a synthetic folder of JPEGs.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Make a synthetic folder of JPEGs.')
     parser.add_argument('src', help='folder of source photos (JPEG/PNG)')
     parser.add_argument('out', help='output folder; must not exist or be empty')
     parser.add_argument('--num-images', type=int, default=50000, help='files to write')

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from mmclip.cli.launch import (
-    HelpFormatter,
+    ArgumentParser,
     add_debug_option,
     debug_requested,
     exit_code_of,
@@ -39,9 +39,8 @@ SECONDS_PER_CASE = 0.5
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Time OpenVINO's fp32 matrix products of a ViT-B block alone.",
-        formatter_class=HelpFormatter)
+    parser = ArgumentParser(
+        description="Time OpenVINO's fp32 matrix products of a ViT-B block alone.")
     parser.add_argument('--tokens', type=int, default=800, help='rows of x (batch x tokens)')
     parser.add_argument('--threads', type=int, default=1, help='OpenVINO inference threads')
     add_debug_option(parser)

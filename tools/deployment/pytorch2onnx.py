@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import mmclip  # noqa: F401
 from mmclip.apis import get_model
-from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.cli.launch import ArgumentParser, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import check_output_file
 from mmclip.deployment import export_onnx, verify_onnx
 
@@ -27,8 +27,7 @@ TOLERANCE = 1e-4
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Export an mmclip classifier to ONNX.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Export an mmclip classifier to ONNX.')
     parser.add_argument('model', help='model-zoo name or config file')
     parser.add_argument('checkpoint', help='checkpoint path or http(s) URL')
     parser.add_argument('out', help='output .onnx file')

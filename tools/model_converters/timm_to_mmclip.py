@@ -27,7 +27,7 @@ import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint import CheckpointFormatError, convert_timm_state_dict, read_checkpoint_file
 from mmclip.checkpoint.download import sha256_of
 from mmclip.checkpoint.loader import state_dict_format, unwrap_state_dict
-from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.cli.launch import ArgumentParser, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import make_parent_folder
 from mmclip.utils.atomic_file import atomic_write
 
@@ -36,8 +36,7 @@ SEED_CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'clip',
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Convert a timm CLIP ViT checkpoint to mmclip.',
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(description='Convert a timm CLIP ViT checkpoint to mmclip.')
     parser.add_argument('src', help='timm checkpoint (.safetensors / .bin / .pth)')
     parser.add_argument('dst', help='output file (.pth, or .safetensors)')
     parser.add_argument('--verify', action='store_true',

@@ -25,16 +25,15 @@ from typing import List, Optional, Sequence, Union
 import torch
 
 import mmclip
-from mmclip.cli.launch import HelpFormatter, add_debug_option, debug_requested, exit_code_of
+from mmclip.cli.launch import ArgumentParser, add_debug_option, debug_requested, exit_code_of
 from mmclip.cli.outputs import make_parent_folder
 from mmclip.models.classifiers.zero_shot_init import zero_shot_init_state_dict
 from mmclip.utils.atomic_file import atomic_write
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Zero-shot CLIP model -> classifier checkpoint (CLIPLinearClsHead).',
-        formatter_class=HelpFormatter)
+    parser = ArgumentParser(
+        description='Zero-shot CLIP model -> classifier checkpoint (CLIPLinearClsHead).')
     parser.add_argument('zero_shot', help='zero-shot config file or zoo name')
     parser.add_argument('dst', help='output checkpoint (.pth); must not exist')
     parser.add_argument('--pretrained', help='both CLIP towers: open_clip file or mmclip '
