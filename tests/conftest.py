@@ -176,11 +176,8 @@ def unmapped_signal_stack() -> str:
 
 def load_tool(path: str):
     """A tool script as a module (tools/ is not a package): ``load_tool('predict.py')``."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO_ROOT / 'tools' / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from mmclip.cli.launch import load_script
+    return load_script(str(REPO_ROOT / 'tools' / path), Path(path).stem)
 
 
 @pytest.fixture(scope='session')

@@ -33,7 +33,6 @@ its mean over the shifts, alpha on each point, the zero-shot (alpha 0) and fine-
 import argparse
 import functools
 import hashlib
-import importlib.util
 import json
 import os.path as osp
 import secrets
@@ -44,7 +43,13 @@ import torch
 
 import mmclip  # noqa: F401  (registers mmclip's modules)
 from mmclip.checkpoint.loader import load_state_dict_from_source
-from mmclip.cli.launch import ArgumentParser, add_debug_option, debug_requested, exit_code_of
+from mmclip.cli.launch import (
+    ArgumentParser,
+    add_debug_option,
+    debug_requested,
+    exit_code_of,
+    load_script,
+)
 from mmclip.cli.outputs import check_work_dir
 from mmclip.models.classifiers import FLYPClassifier
 from mmclip.utils.atomic_file import atomic_write
@@ -186,11 +191,8 @@ def checkpoint_name(alpha: float) -> str:
 # ---- evaluation and the curve --------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f'mmclip_tools_{name}', osp.join(osp.dirname(osp.abspath(__file__)), f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(osp.join(osp.dirname(osp.abspath(__file__)), f'{name}.py'),
+                       f'mmclip_tools_{name}')
 
 
 def evaluate(config: str, checkpoint: str, work_dir: str, run_name: str) -> Dict[str, float]:
